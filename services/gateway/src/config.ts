@@ -1,0 +1,98 @@
+// Environment → one typed, validated Config. Names as in PROTOCOL.md §4.
+import { randomBytes } from 'node:crypto';
+import { nanoid } from 'nanoid';
+
+export interface Config {
+  host: string;
+  port: number;
+  tcpPort: number;
+  metricsPort: number;
+  redisUrl: string | null;
+  redisClusterNodes: string[] | null;
+  nodeId: string;
+  chatSecret: string;
+  secretIsEphemeral: boolean;
+  dataDir: string;
+  historyLimit: number;
+  drainSeconds: number;
+  maxFrameBytes: number;
+  maxBackpressureBytes: number;
+  rateLimitPerSec: number;
+  rateLimitBurst: number;
+  maxConnectionsPerIp: number;
+  trustedProxies: string[];
+  allowedOrigins: string[] | null;
+  scryptN: number;
+  maxNameLength: number;
+  maxTextLength: number;
+  /** WebSocket idle timeout (uWS pings before it); TCP gets the same bound. */
+  idleTimeoutSeconds: number;
+  /** Sessions that have not reached a group by then are closed. */
+  menuTimeoutSeconds: number;
+  tokenTtlSeconds: number;
+  authMaxFailures: number;
+  authLockoutSeconds: number;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, key: string, def: number, min: number, max: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw.trim() === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${key} must be an integer in [${min}, ${max}], got "${raw}"`);
+  return n;
+}
+
+function list(env: Env, key: string): string[] | null {
+  const raw = env[key];
+  if (raw === undefined || raw.trim() === '') return null;
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const redisUrl = env['REDIS_URL']?.trim() || null;
+  const redisClusterNodes = list(env, 'REDIS_CLUSTER_NODES');
+  const clustered = redisUrl !== null || redisClusterNodes !== null;
+  const secret = env['CHAT_SECRET']?.trim() || null;
+  if (clustered && !secret) throw new ConfigError('CHAT_SECRET is required when REDIS_URL or REDIS_CLUSTER_NODES is set (every node must share it)');
+  if (secret !== null && secret.length < 16) throw new ConfigError('CHAT_SECRET must be at least 16 characters');
+  const scryptN = int(env, 'SCRYPT_N', 131072, 2, 1 << 22);
+  if ((scryptN & (scryptN - 1)) !== 0) throw new ConfigError('SCRYPT_N must be a power of two');
+  return {
+    host: env['HOST']?.trim() || '0.0.0.0',
+    port: int(env, 'PORT', 8080, 0, 65535),
+    tcpPort: int(env, 'TCP_PORT', 7037, 0, 65535),
+    metricsPort: int(env, 'METRICS_PORT', 9464, 0, 65535),
+    redisUrl,
+    redisClusterNodes,
+    nodeId: env['NODE_ID']?.trim() || nanoid(10),
+    chatSecret: secret ?? randomBytes(32).toString('base64url'),
+    secretIsEphemeral: secret === null,
+    dataDir: env['DATA_DIR']?.trim() || './data',
+    historyLimit: int(env, 'HISTORY_LIMIT', 100, 1, 100_000),
+    drainSeconds: int(env, 'DRAIN_SECONDS', 10, 0, 3600),
+    maxFrameBytes: int(env, 'MAX_FRAME_BYTES', 16 * 1024, 256, 16 * 1024 * 1024),
+    maxBackpressureBytes: int(env, 'MAX_BACKPRESSURE_BYTES', 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
+    rateLimitPerSec: int(env, 'RATE_LIMIT_PER_SEC', 20, 0, 1_000_000),
+    rateLimitBurst: int(env, 'RATE_LIMIT_BURST', 40, 1, 1_000_000),
+    maxConnectionsPerIp: int(env, 'MAX_CONNECTIONS_PER_IP', 0, 0, 10_000_000),
+    trustedProxies: list(env, 'TRUSTED_PROXIES') ?? [],
+    allowedOrigins: list(env, 'ALLOWED_ORIGINS'),
+    scryptN,
+    maxNameLength: int(env, 'MAX_NAME_LENGTH', 32, 1, 256),
+    maxTextLength: int(env, 'MAX_TEXT_LENGTH', 2000, 1, 1_000_000),
+    idleTimeoutSeconds: int(env, 'IDLE_TIMEOUT_SECONDS', 120, 8, 3600),
+    menuTimeoutSeconds: int(env, 'MENU_TIMEOUT_SECONDS', 300, 1, 86_400),
+    tokenTtlSeconds: int(env, 'TOKEN_TTL_SECONDS', 86_400, 60, 30 * 86_400),
+    authMaxFailures: int(env, 'AUTH_MAX_FAILURES', 10, 1, 1_000_000),
+    authLockoutSeconds: int(env, 'AUTH_LOCKOUT_SECONDS', 60, 1, 86_400),
+    logLevel: env['LOG_LEVEL']?.trim() || 'info',
+  };
+}

@@ -1,0 +1,83 @@
+// The Engine: everything a gateway shares with the rest of the cluster.
+// Two implementations sit side by side (memory.ts for one node, redis/ for
+// many) and one conformance suite runs against both.
+import type { ChatMessage } from '../protocol/frames.js';
+
+export interface GroupRecord {
+  id: string;
+  /** `scrypt$N$r$p$salt$hash`, never the password. */
+  passwordHash: string;
+  creator: string;
+  createdAt: number;
+}
+
+/** A chat message as stored: `origin` names the sending connection (`node/conn`) so its node can skip echoing it back. */
+export interface StoredMessage extends ChatMessage {
+  origin: string;
+}
+
+export interface NewMessage {
+  from: string;
+  text: string;
+  ts: number;
+  origin: string;
+}
+
+/** What travels on a group's channel besides chat messages. Not stored, no seq. */
+export interface Notice {
+  kind: 'joined' | 'left';
+  groupId: string;
+  name: string;
+  origin: string;
+}
+
+export type ChannelEvent =
+  | { kind: 'message'; message: StoredMessage }
+  | { kind: 'notice'; notice: Notice }
+  /** The engine may have missed events (e.g. reconnected): the listener should backfill. */
+  | { kind: 'resync' };
+
+export type ChannelListener = (ev: ChannelEvent) => void;
+
+export class EngineUnavailableError extends Error {
+  constructor(message = 'engine unavailable', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'EngineUnavailableError';
+  }
+}
+
+export interface HistoryQuery {
+  /** Only messages with seq > since, oldest first (up to `limit`). */
+  since?: number;
+  /** Without `since`: the newest `limit` messages, oldest first. */
+  limit: number;
+}
+
+export interface Engine {
+  readonly kind: 'memory' | 'redis';
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** True while the engine can store and deliver. */
+  isUp(): boolean;
+
+  /** Whether any group exists anywhere (the seed's "no chats available" rule). */
+  hasGroups(): Promise<boolean>;
+  /** Allocates the next ID from one counter (starting at "0") and stores the group; never overwrites. */
+  createGroup(rec: Omit<GroupRecord, 'id'>): Promise<GroupRecord>;
+  getGroup(id: string): Promise<GroupRecord | null>;
+
+  /** Atomically: next seq, append to bounded history, deliver to subscribers. */
+  publish(groupId: string, msg: NewMessage): Promise<StoredMessage>;
+  history(groupId: string, q: HistoryQuery): Promise<StoredMessage[]>;
+  latestSeq(groupId: string): Promise<number>;
+
+  /** One listener per group per node; the node reference-counts its local members. */
+  subscribe(groupId: string, listener: ChannelListener): Promise<void>;
+  unsubscribe(groupId: string): Promise<void>;
+  notify(notice: Notice): Promise<void>;
+
+  /** Presence: `memberId` is unique per connection across the cluster. */
+  addMember(groupId: string, memberId: string, name: string): Promise<void>;
+  removeMember(groupId: string, memberId: string): Promise<void>;
+  members(groupId: string): Promise<string[]>;
+}

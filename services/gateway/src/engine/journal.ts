@@ -1,0 +1,132 @@
+// Append-only journal for the embedded engine: one JSON record per line.
+// Writes are group-committed (everything queued while a write is in flight
+// goes out in the next single write) and acknowledged only once written, so a
+// caller never acks what is not on disk (page cache: survives kill -9, not a
+// power cut). On open, a torn last record is dropped and the file truncated
+// back to the last whole record. The owner can ask for a compaction: the next
+// flush writes a snapshot instead of the queue and swaps it in by rename.
+import { mkdir, open, readFile, rename, truncate, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface ReplayResult<R> {
+  records: R[];
+  /** Bytes of an unreadable tail that were dropped. */
+  droppedBytes: number;
+}
+
+type Waiter = { resolve: () => void; reject: (e: unknown) => void };
+
+export class Journal<R> {
+  private fh: FileHandle | null = null;
+  private queue: string[] = [];
+  private waiters: Waiter[] = [];
+  private writing = false;
+  private snapshot: (() => R[]) | null = null;
+  readonly path: string;
+
+  constructor(
+    readonly dir: string,
+    file = 'journal.ndjson',
+  ) {
+    this.path = join(dir, file);
+  }
+
+  /** Read every whole record; drop (and truncate away) a torn or garbled tail. */
+  async replay(parse: (v: unknown) => R | null): Promise<ReplayResult<R>> {
+    await mkdir(this.dir, { recursive: true });
+    let buf: Buffer;
+    try {
+      buf = await readFile(this.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') buf = Buffer.alloc(0);
+      else throw e;
+    }
+    const records: R[] = [];
+    let good = 0;
+    let pos = 0;
+    while (pos < buf.length) {
+      const nl = buf.indexOf(0x0a, pos);
+      if (nl < 0) break; // no newline: a torn last record
+      const rec = parseLine(buf.subarray(pos, nl), parse);
+      if (rec === undefined) break; // garbled: stop here, keep what came before
+      if (rec !== null) records.push(rec);
+      pos = nl + 1;
+      good = pos;
+    }
+    const droppedBytes = buf.length - good;
+    if (droppedBytes > 0) await truncate(this.path, good);
+    this.fh = await open(this.path, 'a');
+    return { records, droppedBytes };
+  }
+
+  append(record: R): Promise<void> {
+    this.queue.push(JSON.stringify(record) + '\n');
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      if (!this.writing) void this.flush();
+    });
+  }
+
+  /** Replace the file with `snapshot()` at the next flush (it must include everything queued so far). */
+  compact(snapshot: () => R[]): void {
+    this.snapshot = snapshot;
+    if (!this.writing) void this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    this.writing = true;
+    while (this.queue.length > 0 || this.snapshot) {
+      const chunk = this.queue.join('');
+      const waiters = this.waiters;
+      const snap = this.snapshot;
+      this.queue = [];
+      this.waiters = [];
+      this.snapshot = null;
+      try {
+        if (snap) await this.swap(snap().map((r) => JSON.stringify(r) + '\n').join(''));
+        else await this.handle().write(chunk);
+        for (const w of waiters) w.resolve();
+      } catch (e) {
+        for (const w of waiters) w.reject(e);
+      }
+    }
+    this.writing = false;
+  }
+
+  private async swap(content: string): Promise<void> {
+    const tmp = this.path + '.tmp';
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.write(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.path);
+    const old = this.fh;
+    this.fh = await open(this.path, 'a');
+    await old?.close();
+  }
+
+  private handle(): FileHandle {
+    if (!this.fh) throw new Error('journal is not open');
+    return this.fh;
+  }
+
+  /** Wait for queued writes, then close. */
+  async close(): Promise<void> {
+    while (this.writing || this.queue.length > 0) await new Promise<void>((r) => setImmediate(r));
+    await this.fh?.sync().catch(() => undefined);
+    await this.fh?.close();
+    this.fh = null;
+  }
+}
+
+/** undefined = unreadable (stop), null = readable but not a record we know (skip). */
+function parseLine<R>(line: Buffer, parse: (v: unknown) => R | null): R | null | undefined {
+  try {
+    return parse(JSON.parse(line.toString('utf8')));
+  } catch {
+    return undefined;
+  }
+}

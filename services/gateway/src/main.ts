@@ -1,0 +1,79 @@
+// Wiring only: config → engine → node → transports → metrics, and shutdown.
+import { ConfigError, loadConfig, type Config } from './config.js';
+import type { Engine } from './engine/engine.js';
+import { MemoryEngine } from './engine/memory.js';
+import { createLogger } from './log.js';
+import { Metrics, serveMetrics } from './metrics.js';
+import { ChatNode } from './node.js';
+import { TcpTransport } from './transport/tcp.js';
+import { UwsTransport, assertNativeUws } from './transport/uws.js';
+
+async function createEngine(config: Config): Promise<Engine> {
+  if (config.redisUrl || config.redisClusterNodes) {
+    const { RedisEngine } = await import('./engine/redis/redis-engine.js');
+    return new RedisEngine(config) as unknown as Engine;
+  }
+  return new MemoryEngine({ dataDir: config.dataDir, historyLimit: config.historyLimit });
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+    assertNativeUws();
+  } catch (e) {
+    process.stderr.write(`gateway: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(e instanceof ConfigError ? 2 : 1);
+  }
+  const log = createLogger(config.logLevel, config.nodeId);
+  const metrics = new Metrics(config.nodeId);
+  if (config.secretIsEphemeral) log.info('CHAT_SECRET unset: resume tokens are valid on this process only');
+
+  const engine = await createEngine(config);
+  await engine.start();
+  const node = new ChatNode(engine, config, log, metrics);
+  metrics.probeEngine(() => engine.isUp());
+
+  const ws = new UwsTransport(node, config, metrics, log);
+  node.addFanout(ws);
+  const port = await ws.listen();
+  let tcp: TcpTransport | null = null;
+  let tcpPort = 0;
+  if (config.tcpPort !== 0) {
+    tcp = new TcpTransport(node, config, metrics, log);
+    node.addFanout(tcp);
+    tcpPort = await tcp.listen();
+  }
+  const metricsServer = await serveMetrics(metrics, config.host, config.metricsPort);
+  log.info({ port, tcpPort, metricsPort: metricsServer.port, engine: engine.kind, dataDir: engine.kind === 'memory' ? config.dataDir : undefined }, '[LISTENING]');
+
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(0);
+    }
+    stopping = true;
+    log.info({ signal, drainSeconds: config.drainSeconds }, '[SHUTDOWN]');
+    tcp?.stopAccepting();
+    const deadline = setTimeout(() => {
+      log.warn('drain deadline passed: exiting now');
+      process.exit(0);
+    }, (config.drainSeconds + 5) * 1000);
+    deadline.unref();
+    void (async () => {
+      await node.drain(config.drainSeconds);
+      await engine.stop();
+      ws.close();
+      metricsServer.close();
+      log.info('[STOPPED]');
+      log.flush();
+      process.exit(0);
+    })();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('unhandledRejection', (e) => log.error({ err: e }, 'unhandled rejection'));
+}
+
+void main();

@@ -1,0 +1,127 @@
+// The gateway's own prom-client Registry (PROTOCOL.md §5). Labels are fixed
+// enums chosen by the code, never user input.
+import { createServer } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type TransportLabel = 'ws_text' | 'ws_json' | 'tcp';
+export type SessionLabel = 'menu' | 'auth' | 'chat';
+export type JoinResult = 'ok' | 'unknown_group' | 'wrong_password' | 'locked' | 'no_groups';
+export type RejectReason =
+  | 'invalid_json'
+  | 'invalid_op'
+  | 'invalid_utf8'
+  | 'binary'
+  | 'too_large'
+  | 'rate_limited'
+  | 'queue_full'
+  | 'origin'
+  | 'subprotocol'
+  | 'ip_limit'
+  | 'draining';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly connections: Gauge<'transport'>;
+  readonly sessions: Gauge<'state'>;
+  readonly groupsCreated: Counter;
+  readonly joins: Counter<'result'>;
+  readonly received: Counter<'transport'>;
+  readonly published: Counter;
+  readonly delivered: Counter<'transport'>;
+  readonly fanoutLatency: Histogram;
+  readonly slowConsumers: Counter<'transport'>;
+  readonly framesRejected: Counter<'reason'>;
+  readonly engineUp: Gauge;
+  readonly engineErrors: Counter<'op'>;
+  readonly subscriptions: Gauge;
+  readonly backfills: Counter;
+  readonly redisReconnects: Counter;
+  readonly idleDisconnects: Counter<'reason'>;
+  private engineProbe: () => boolean = () => false;
+
+  constructor(nodeId: string) {
+    const registers = [this.registry];
+    this.registry.setDefaultLabels({ node: nodeId });
+    collectDefaultMetrics({ register: this.registry });
+    this.connections = new Gauge({ name: 'chat_connections', help: 'Open client connections', labelNames: ['transport'], registers });
+    this.sessions = new Gauge({ name: 'chat_sessions', help: 'Sessions by state', labelNames: ['state'], registers });
+    this.groupsCreated = new Counter({ name: 'chat_groups_created_total', help: 'Groups created on this node', registers });
+    this.joins = new Counter({ name: 'chat_joins_total', help: 'Join attempts by result', labelNames: ['result'], registers });
+    this.received = new Counter({
+      name: 'chat_messages_received_total',
+      help: "Chat messages accepted from this node's clients",
+      labelNames: ['transport'],
+      registers,
+    });
+    this.published = new Counter({ name: 'chat_messages_published_total', help: 'Messages stored and published to the engine', registers });
+    this.delivered = new Counter({
+      name: 'chat_messages_delivered_total',
+      help: 'Message frames written to members on this node',
+      labelNames: ['transport'],
+      registers,
+    });
+    this.fanoutLatency = new Histogram({
+      name: 'chat_fanout_latency_seconds',
+      help: 'From publish to written to the local members',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.slowConsumers = new Counter({
+      name: 'chat_slow_consumer_disconnects_total',
+      help: 'Clients closed for not reading',
+      labelNames: ['transport'],
+      registers,
+    });
+    this.framesRejected = new Counter({ name: 'chat_frames_rejected_total', help: 'Bad input refused', labelNames: ['reason'], registers });
+    const probe = (): boolean => this.engineProbe();
+    this.engineUp = new Gauge({
+      name: 'chat_engine_up',
+      help: '1 while the engine is reachable',
+      registers,
+      collect() {
+        this.set(probe() ? 1 : 0);
+      },
+    });
+    this.engineErrors = new Counter({ name: 'chat_engine_errors_total', help: 'Failed engine calls', labelNames: ['op'], registers });
+    this.subscriptions = new Gauge({ name: 'chat_subscriptions', help: 'Engine subscriptions this node holds', registers });
+    this.backfills = new Counter({ name: 'chat_backfills_total', help: 'Gaps repaired from history', registers });
+    this.redisReconnects = new Counter({ name: 'chat_redis_reconnects_total', help: 'Redis reconnections', registers });
+    this.idleDisconnects = new Counter({
+      name: 'chat_idle_disconnects_total',
+      help: 'Sessions closed for idling (menu timeout)',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const t of ['ws_text', 'ws_json', 'tcp'] as const) {
+      this.connections.set({ transport: t }, 0);
+      this.received.inc({ transport: t }, 0);
+      this.delivered.inc({ transport: t }, 0);
+    }
+    for (const s of ['menu', 'auth', 'chat'] as const) this.sessions.set({ state: s }, 0);
+  }
+
+  probeEngine(up: () => boolean): void {
+    this.engineProbe = up;
+  }
+}
+
+/** Serve the registry on its own (internal) port. Resolves with the bound port. */
+export function serveMetrics(metrics: Metrics, host: string, port: number): Promise<{ port: number; close: () => void }> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404).end('not found\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+      () => res.writeHead(500).end('metrics failed\n'),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      const addr = server.address();
+      resolve({ port: typeof addr === 'object' && addr ? addr.port : port, close: () => server.close() });
+    });
+  });
+}

@@ -1,0 +1,63 @@
+// Session events → wire strings. One encoder per codec; transports add framing.
+import type { ServerEvent } from './frames.js';
+import * as T from './text.js';
+
+export type Codec = 'text' | 'json';
+
+/** The text rendering of an event, or null when the text protocol has nothing to say. */
+export function encodeText(ev: ServerEvent): string | null {
+  switch (ev.type) {
+    case 'menu':
+      return T.MENU;
+    case 'prompt':
+      return ev.prompt === 'name'
+        ? T.ENTER_NAME
+        : ev.prompt === 'groupId'
+          ? T.ENTER_GROUP_ID
+          : ev.prompt === 'password'
+            ? T.ENTER_PASSWORD
+            : T.ENTER_NEW_PASSWORD;
+    case 'created':
+      return T.chatCreated(ev.groupId);
+    case 'joined':
+      // Creating already said "Chat N has been created."; a resumed text client re-joins by the menu.
+      return ev.via === 'join' ? T.welcome(ev.name, ev.groupId) : null;
+    case 'message':
+      return T.chatLine(ev.from, ev.text);
+    case 'member_joined':
+      return T.memberJoined(ev.name);
+    case 'member_left':
+      return T.memberLeft(ev.name);
+    case 'members':
+      return T.membersOnline(ev.groupId, ev.names);
+    case 'ack':
+      return null;
+    case 'error':
+      return ev.message;
+    case 'bye':
+      return T.DISCONNECTED;
+    case 'restarting':
+      return T.SERVER_RESTARTING;
+  }
+}
+
+/** The JSON rendering (PROTOCOL.md §3). Prompts are a text-only affair. */
+export function encodeJson(ev: ServerEvent): string | null {
+  switch (ev.type) {
+    case 'menu':
+      return JSON.stringify({ type: 'menu', options: T.MENU_OPTIONS });
+    case 'prompt':
+    case 'restarting': // JSON clients learn it from close code 1012
+      return null;
+    case 'joined':
+      return JSON.stringify({ type: 'joined', groupId: ev.groupId, name: ev.name, token: ev.token, seq: ev.seq });
+    case 'message':
+      return JSON.stringify({ type: 'message', groupId: ev.groupId, seq: ev.seq, from: ev.from, text: ev.text, ts: ev.ts });
+    default:
+      return JSON.stringify(ev);
+  }
+}
+
+export function encode(codec: Codec, ev: ServerEvent): string | null {
+  return codec === 'json' ? encodeJson(ev) : encodeText(ev);
+}

@@ -1,0 +1,127 @@
+// The JSON protocol (shared/PROTOCOL.md §3) as types, and the parser that turns
+// an untrusted frame into a typed op or a typed error. Never throws.
+
+export type ErrorCode =
+  | 'invalid_option'
+  | 'no_groups'
+  | 'unknown_group'
+  | 'wrong_password'
+  | 'invalid_input'
+  | 'too_large'
+  | 'rate_limited'
+  | 'not_joined'
+  | 'unavailable';
+
+export type ClientOp =
+  | { op: 'create'; name: string; password: string }
+  | { op: 'join'; name: string; groupId: string; password: string; since?: number }
+  | { op: 'resume'; token: string; since: number }
+  | { op: 'send'; text: string; id?: string | number }
+  | { op: 'who' }
+  | { op: 'exit' };
+
+export interface ChatMessage {
+  groupId: string;
+  seq: number;
+  from: string;
+  text: string;
+  ts: number;
+}
+
+/** How a session came to be in a group: the text codec greets each differently. */
+export type JoinVia = 'join' | 'create' | 'resume';
+
+export type ServerEvent =
+  | { type: 'menu' }
+  | { type: 'prompt'; prompt: 'name' | 'groupId' | 'password' | 'newPassword' }
+  | { type: 'created'; groupId: string }
+  | { type: 'joined'; groupId: string; name: string; token: string; seq: number; via: JoinVia }
+  | ({ type: 'message' } & ChatMessage)
+  | { type: 'member_joined'; groupId: string; name: string }
+  | { type: 'member_left'; groupId: string; name: string }
+  | { type: 'members'; groupId: string; names: string[] }
+  | { type: 'ack'; id: string | number | null; seq: number }
+  | { type: 'error'; code: ErrorCode; message: string }
+  | { type: 'bye' }
+  | { type: 'restarting' };
+
+export interface FrameError {
+  error: ErrorCode;
+  message: string;
+}
+
+export const isFrameError = (v: ClientOp | FrameError): v is FrameError => 'error' in v;
+
+export const GROUP_ID_RE = /^(0|[1-9][0-9]{0,15})$/;
+const MAX_CLIENT_ID = 64;
+
+const bad = (message: string): FrameError => ({ error: 'invalid_input', message });
+
+function str(o: Record<string, unknown>, key: string): string | undefined {
+  const v = o[key];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function seqField(o: Record<string, unknown>, key: string): number | undefined | null {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : null;
+}
+
+function groupIdField(o: Record<string, unknown>): string | undefined {
+  const v = o['groupId'];
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return String(v);
+  if (typeof v === 'string') return v.trim();
+  return undefined;
+}
+
+/** Parse one JSON frame. Strings are checked for shape only; the session cleans them. */
+export function parseClientFrame(raw: string): ClientOp | FrameError {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return bad('Frame is not valid JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return bad('Frame must be a JSON object');
+  const o = v as Record<string, unknown>;
+  switch (o['op']) {
+    case 'create': {
+      const name = str(o, 'name');
+      const password = str(o, 'password');
+      if (name === undefined || password === undefined) return bad('create needs string "name" and "password"');
+      return { op: 'create', name, password };
+    }
+    case 'join': {
+      const name = str(o, 'name');
+      const password = str(o, 'password');
+      const groupId = groupIdField(o);
+      const since = seqField(o, 'since');
+      if (name === undefined || password === undefined || groupId === undefined)
+        return bad('join needs "name", "groupId" and "password"');
+      if (since === null) return bad('"since" must be a non-negative integer');
+      return since === undefined ? { op: 'join', name, groupId, password } : { op: 'join', name, groupId, password, since };
+    }
+    case 'resume': {
+      const token = str(o, 'token');
+      const since = seqField(o, 'since');
+      if (token === undefined || since === null) return bad('resume needs "token" and a non-negative integer "since"');
+      return { op: 'resume', token, since: since ?? 0 };
+    }
+    case 'send': {
+      const text = str(o, 'text');
+      if (text === undefined) return bad('send needs a string "text"');
+      const id = o['id'];
+      if (id === undefined || id === null) return { op: 'send', text };
+      if ((typeof id === 'string' && id.length <= MAX_CLIENT_ID) || (typeof id === 'number' && Number.isFinite(id)))
+        return { op: 'send', text, id };
+      return bad(`"id" must be a number or a string of at most ${MAX_CLIENT_ID} characters`);
+    }
+    case 'who':
+      return { op: 'who' };
+    case 'exit':
+      return { op: 'exit' };
+    default:
+      return bad('Unknown op: expected create, join, resume, send, who or exit');
+  }
+}

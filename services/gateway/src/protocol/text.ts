@@ -1,0 +1,47 @@
+// The seed chat's exact strings (shared/PROTOCOL.md §1), and nothing else.
+// Trailing spaces are part of the protocol: do not "tidy" them.
+
+export const MENU =
+  'Hello client, please choose an option:\n' +
+  '1. Connect to a group chat\n' +
+  '2. Create a group chat.\n' +
+  '3. Exit the server.';
+
+export const MENU_OPTIONS = {
+  '1': 'Connect to a group chat',
+  '2': 'Create a group chat.',
+  '3': 'Exit the server.',
+} as const;
+
+export const PLEASE_TRY_AGAIN = 'please try again!';
+export const NO_CHATS =
+  'You have chosen to connect to a chat, but there are no chats available to connect to. ' +
+  'You are disconnected from the server, you can try to connect again later, bye!';
+export const ENTER_NAME = 'Enter your name: ';
+export const ENTER_GROUP_ID = 'Enter group ID: ';
+export const WRONG_ID = 'Wrong ID, try again! ';
+export const ENTER_PASSWORD = 'Enter password: ';
+export const WRONG_PASSWORD = 'Wrong password. Please try again! ';
+export const ENTER_NEW_PASSWORD = 'Enter a new password for your group:';
+export const DISCONNECTED = 'You have disconnected from the server.';
+
+export const welcome = (name: string, groupId: string): string => `Hi ${name}! welcome to group ${groupId}!`;
+export const chatCreated = (groupId: string): string => `Chat ${groupId} has been created.`;
+export const memberJoined = (name: string): string => `${name} has joined the chat!`;
+export const memberLeft = (name: string): string => `${name} has left the chat.`;
+export const chatLine = (name: string, text: string): string => `${name}: ${text}`;
+
+// Extensions (not in the seed). Kept in the seed's tone and here, beside it.
+export const CMD_WHO = '/who';
+export const CMD_QUIT = '/quit';
+export const membersOnline = (groupId: string, names: readonly string[]): string =>
+  `Online in group ${groupId}: ${names.join(', ')}`;
+export const INVALID_NAME = 'Names may not be empty, try again! ';
+export const EMPTY_PASSWORD = 'Passwords may not be empty, try again! ';
+export const INVALID_INPUT = 'Invalid input (not UTF-8 text), try again! ';
+export const TOO_LARGE = 'Message too long, try again! ';
+export const RATE_LIMITED = 'You are sending too fast, slow down! ';
+export const UNAVAILABLE = 'The chat is unavailable right now, try again later! ';
+export const LOCKED = 'Too many wrong passwords for this group, try again later! ';
+export const SERVER_RESTARTING = 'The server is restarting, please reconnect.';
+export const IDLE_TIMEOUT = 'You have been idle too long, bye!';

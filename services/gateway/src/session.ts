@@ -1,0 +1,252 @@
+// The menu flow as a pure state machine: (session, input) → (session, effects).
+// No I/O, no timers. Work that needs the engine is asked for with a `call`
+// effect; the node performs it and feeds the answer back as a `result` input.
+// Text and JSON clients share this machine: text answers prompts one by one,
+// JSON sends whole ops; both end in the same calls and events.
+import type { ClientOp, ErrorCode, ServerEvent } from './protocol/frames.js';
+import { GROUP_ID_RE } from './protocol/frames.js';
+import { codePoints, sanitize } from './protocol/hygiene.js';
+import * as T from './protocol/text.js';
+
+export interface SessionLimits {
+  maxNameLength: number;
+  maxTextLength: number;
+}
+
+export type SessionState =
+  | { s: 'menu' }
+  | { s: 'join_name' }
+  | { s: 'join_group'; name: string }
+  | { s: 'join_password'; name: string; groupId: string }
+  | { s: 'create_name' }
+  | { s: 'create_password'; name: string }
+  | { s: 'chat'; name: string; groupId: string }
+  | { s: 'closed' };
+
+export type HistoryFrom = { since: number } | 'recent';
+
+export type Call =
+  | { call: 'hasGroups' }
+  | { call: 'groupExists'; groupId: string }
+  | { call: 'create'; name: string; password: string }
+  | { call: 'join'; name: string; groupId: string; password: string; history: HistoryFrom }
+  | { call: 'resume'; token: string; since: number }
+  | { call: 'publish'; groupId: string; name: string; text: string; id: string | number | null }
+  | { call: 'who'; groupId: string };
+
+export type CallFailure = { ok: false; code: ErrorCode; message: string };
+export type CallResult =
+  | { ok: true; hasGroups: boolean }
+  | { ok: true; exists: boolean }
+  | { ok: true; groupId: string; name: string; token: string; seq: number }
+  | { ok: true; seq: number }
+  | { ok: true; names: string[] }
+  | CallFailure;
+
+export type Input =
+  | { kind: 'open' }
+  | { kind: 'text'; text: string }
+  | { kind: 'op'; op: ClientOp }
+  | { kind: 'bad'; code: ErrorCode; message: string }
+  | { kind: 'result'; result: CallResult }
+  | { kind: 'closed' };
+
+export type Effect =
+  | { kind: 'send'; event: ServerEvent }
+  | { kind: 'call'; call: Call }
+  | { kind: 'attach'; groupId: string; name: string; history: HistoryFrom }
+  | { kind: 'detach' }
+  | { kind: 'close'; code: number };
+
+export interface Session {
+  readonly state: SessionState;
+  /** The call whose result the session waits for; the node feeds no other input meanwhile. */
+  readonly pending: Call | null;
+}
+
+export const CLOSE_NORMAL = 1000;
+
+export const newSession = (): Session => ({ state: { s: 'menu' }, pending: null });
+
+/** Coarse phase for metrics: menu, auth (answering prompts / awaiting a check) or chat. */
+export function phase(state: SessionState): 'menu' | 'auth' | 'chat' | 'closed' {
+  switch (state.s) {
+    case 'menu':
+      return 'menu';
+    case 'chat':
+      return 'chat';
+    case 'closed':
+      return 'closed';
+    default:
+      return 'auth';
+  }
+}
+
+type Out = { session: Session; effects: Effect[] };
+
+const send = (event: ServerEvent): Effect => ({ kind: 'send', event });
+const error = (code: ErrorCode, message: string): Effect => send({ type: 'error', code, message });
+const at = (state: SessionState, effects: Effect[] = []): Out => ({ session: { state, pending: null }, effects });
+const calling = (state: SessionState, call: Call, effects: Effect[] = []): Out => ({
+  session: { state, pending: call },
+  effects: [...effects, { kind: 'call', call }],
+});
+
+/** A display name: controls stripped, trimmed, non-empty, bounded. */
+export function cleanName(raw: string, limits: SessionLimits): string | null {
+  const name = sanitize(raw).trim();
+  return name.length === 0 || codePoints(name) > limits.maxNameLength ? null : name;
+}
+
+type CleanText = { text: string } | { empty: true } | { tooLong: true };
+export function cleanText(raw: string, limits: SessionLimits): CleanText {
+  const text = sanitize(raw);
+  if (text.trim().length === 0) return { empty: true };
+  if (codePoints(text) > limits.maxTextLength) return { tooLong: true };
+  return { text };
+}
+
+export function step(session: Session, input: Input, limits: SessionLimits): Out {
+  const { state } = session;
+  if (state.s === 'closed') return { session, effects: [] };
+  if (input.kind === 'closed') return at({ s: 'closed' }, state.s === 'chat' ? [{ kind: 'detach' }] : []);
+  if (input.kind === 'result') {
+    if (!session.pending) return { session, effects: [] };
+    return onResult(state, session.pending, input.result);
+  }
+  if (session.pending) throw new Error('session: input while a call is pending');
+  switch (input.kind) {
+    case 'open':
+      return at(state, [send({ type: 'menu' })]);
+    case 'bad':
+      return at(state, [error(input.code, input.message)]);
+    case 'text':
+      return onText(state, input.text, limits);
+    case 'op':
+      return onOp(state, input.op, limits);
+  }
+}
+
+function onText(state: SessionState, raw: string, limits: SessionLimits): Out {
+  switch (state.s) {
+    case 'menu': {
+      const option = raw.trim();
+      if (option === '1') return calling(state, { call: 'hasGroups' });
+      if (option === '2') return at({ s: 'create_name' }, [send({ type: 'prompt', prompt: 'name' })]);
+      if (option === '3') return at({ s: 'closed' }, [send({ type: 'bye' }), { kind: 'close', code: CLOSE_NORMAL }]);
+      return at(state, [error('invalid_option', T.PLEASE_TRY_AGAIN)]);
+    }
+    case 'join_name':
+    case 'create_name': {
+      const name = cleanName(raw, limits);
+      if (name === null) return at(state, [error('invalid_input', T.INVALID_NAME)]);
+      return state.s === 'join_name'
+        ? at({ s: 'join_group', name }, [send({ type: 'prompt', prompt: 'groupId' })])
+        : at({ s: 'create_password', name }, [send({ type: 'prompt', prompt: 'newPassword' })]);
+    }
+    case 'join_group': {
+      const groupId = raw.trim();
+      if (!GROUP_ID_RE.test(groupId)) return at(state, [error('unknown_group', T.WRONG_ID)]);
+      return calling(state, { call: 'groupExists', groupId });
+    }
+    case 'join_password': {
+      // No group has an empty password, so an empty answer is simply wrong.
+      if (raw.length === 0) return at(state, [error('wrong_password', T.WRONG_PASSWORD)]);
+      return calling(state, { call: 'join', name: state.name, groupId: state.groupId, password: raw, history: 'recent' });
+    }
+    case 'create_password': {
+      if (raw.length === 0) return at(state, [error('invalid_input', T.EMPTY_PASSWORD)]);
+      return calling(state, { call: 'create', name: state.name, password: raw });
+    }
+    case 'chat': {
+      const command = raw.trim();
+      if (command === T.CMD_WHO) return calling(state, { call: 'who', groupId: state.groupId });
+      if (command === T.CMD_QUIT)
+        return at({ s: 'closed' }, [{ kind: 'detach' }, send({ type: 'bye' }), { kind: 'close', code: CLOSE_NORMAL }]);
+      const clean = cleanText(raw, limits);
+      if ('empty' in clean) return at(state); // an empty line is not a message
+      if ('tooLong' in clean) return at(state, [error('too_large', T.TOO_LARGE)]);
+      return calling(state, { call: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: null });
+    }
+    case 'closed':
+      return at(state);
+  }
+}
+
+function onOp(state: SessionState, op: ClientOp, limits: SessionLimits): Out {
+  const inChat = state.s === 'chat';
+  // A connection is in at most one group: create/join/resume leave the current one first.
+  const leave: Effect[] = inChat ? [{ kind: 'detach' }] : [];
+  const menu: SessionState = { s: 'menu' };
+  switch (op.op) {
+    case 'create': {
+      const name = cleanName(op.name, limits);
+      if (name === null) return at(state, [error('invalid_input', T.INVALID_NAME)]);
+      if (op.password.length === 0) return at(state, [error('invalid_input', T.EMPTY_PASSWORD)]);
+      return calling(menu, { call: 'create', name, password: op.password }, leave);
+    }
+    case 'join': {
+      const name = cleanName(op.name, limits);
+      if (name === null) return at(state, [error('invalid_input', T.INVALID_NAME)]);
+      if (!GROUP_ID_RE.test(op.groupId)) return at(state, [error('unknown_group', T.WRONG_ID)]);
+      const history: HistoryFrom = op.since === undefined ? 'recent' : { since: op.since };
+      return calling(menu, { call: 'join', name, groupId: op.groupId, password: op.password, history }, leave);
+    }
+    case 'resume':
+      return calling(menu, { call: 'resume', token: op.token, since: op.since }, leave);
+    case 'send': {
+      if (state.s !== 'chat') return at(state, [error('not_joined', 'Join or create a group first')]);
+      const clean = cleanText(op.text, limits);
+      if ('empty' in clean) return at(state, [error('invalid_input', 'Message text may not be empty')]);
+      if ('tooLong' in clean) return at(state, [error('too_large', T.TOO_LARGE)]);
+      return calling(state, { call: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: op.id ?? null });
+    }
+    case 'who':
+      if (state.s !== 'chat') return at(state, [error('not_joined', 'Join or create a group first')]);
+      return calling(state, { call: 'who', groupId: state.groupId });
+    case 'exit':
+      return at({ s: 'closed' }, [...leave, send({ type: 'bye' }), { kind: 'close', code: CLOSE_NORMAL }]);
+  }
+}
+
+function onResult(state: SessionState, call: Call, r: CallResult): Out {
+  if (!r.ok) return onFailure(state, call, r);
+  switch (call.call) {
+    case 'hasGroups':
+      if ('hasGroups' in r && r.hasGroups) return at({ s: 'join_name' }, [send({ type: 'prompt', prompt: 'name' })]);
+      return at({ s: 'closed' }, [error('no_groups', T.NO_CHATS), { kind: 'close', code: CLOSE_NORMAL }]);
+    case 'groupExists':
+      if (state.s === 'join_group' && 'exists' in r && r.exists)
+        return at({ s: 'join_password', name: state.name, groupId: call.groupId }, [send({ type: 'prompt', prompt: 'password' })]);
+      return at(state, [error('unknown_group', T.WRONG_ID)]);
+    case 'create':
+    case 'join':
+    case 'resume': {
+      if (!('token' in r)) return at(state);
+      const chat: SessionState = { s: 'chat', name: r.name, groupId: r.groupId };
+      const joined = (via: 'join' | 'create' | 'resume'): Effect =>
+        send({ type: 'joined', groupId: r.groupId, name: r.name, token: r.token, seq: r.seq, via });
+      if (call.call === 'create')
+        return at(chat, [
+          send({ type: 'created', groupId: r.groupId }),
+          joined('create'),
+          { kind: 'attach', groupId: r.groupId, name: r.name, history: { since: r.seq } },
+        ]);
+      const history = call.call === 'join' ? call.history : { since: call.since };
+      return at(chat, [joined(call.call), { kind: 'attach', groupId: r.groupId, name: r.name, history }]);
+    }
+    case 'publish':
+      return at(state, 'seq' in r ? [send({ type: 'ack', id: call.id, seq: r.seq })] : []);
+    case 'who':
+      return at(state, 'names' in r ? [send({ type: 'members', groupId: call.groupId, names: r.names })] : []);
+  }
+}
+
+function onFailure(state: SessionState, call: Call, r: CallFailure): Out {
+  const effects: Effect[] = [error(r.code, r.message)];
+  // A group that vanished between the ID and the password: ask for the ID again.
+  if (call.call === 'join' && r.code === 'unknown_group' && state.s === 'join_password')
+    return at({ s: 'join_group', name: state.name }, effects);
+  if (r.code === 'no_groups' && state.s !== 'menu') return at({ s: 'closed' }, [...effects, { kind: 'close', code: CLOSE_NORMAL }]);
+  return at(state, effects);
+}

@@ -1,0 +1,193 @@
+// The seed's own wire: text over TCP on TCP_PORT. Two framings, chosen by the
+// client's first bytes: lines (nc, telnet: `\n` or `\r\n`) or the original
+// Python client's one-send-per-answer without newline (one read = one message,
+// replies without trailing newline). The menu always ends with `\n`.
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { ChatNode, Client, Conn, Fanout } from '../node.js';
+import { decodeUtf8 } from '../protocol/hygiene.js';
+import * as T from '../protocol/text.js';
+
+const NL = 0x0a;
+const CR = 0x0d;
+
+export class TcpTransport implements Fanout {
+  private readonly server: Server;
+  private readonly topics = new Map<string, Set<TcpConn>>();
+  readonly conns = new Set<TcpConn>();
+
+  constructor(
+    readonly node: ChatNode,
+    readonly config: Config,
+    readonly metrics: Metrics,
+    readonly log: Logger,
+  ) {
+    this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 }, (socket) => this.accept(socket));
+    this.server.on('error', (e) => log.error({ err: e }, 'tcp server error'));
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.config.tcpPort, this.config.host, () => {
+        this.server.off('error', reject);
+        const addr = this.server.address();
+        resolve(typeof addr === 'object' && addr ? addr.port : this.config.tcpPort);
+      });
+    });
+  }
+
+  /** Stop accepting; existing connections stay until drained. */
+  stopAccepting(): void {
+    this.server.close();
+  }
+
+  private accept(socket: Socket): void {
+    if (this.node.isDraining()) {
+      socket.destroy();
+      return;
+    }
+    const conn = new TcpConn(socket, this);
+    this.conns.add(conn);
+    conn.client = this.node.connect(conn);
+  }
+
+  join(conn: TcpConn, groupId: string): void {
+    let set = this.topics.get(groupId);
+    if (!set) this.topics.set(groupId, (set = new Set()));
+    set.add(conn);
+  }
+
+  leave(conn: TcpConn, groupId: string): void {
+    const set = this.topics.get(groupId);
+    if (!set) return;
+    set.delete(conn);
+    if (set.size === 0) this.topics.delete(groupId);
+  }
+
+  publish(groupId: string, text: string, _json: string, exclude: Conn | null): void {
+    const set = this.topics.get(groupId);
+    if (!set) return;
+    // Encoded once per framing, not once per member.
+    let line: Buffer | null = null;
+    let raw: Buffer | null = null;
+    let n = 0;
+    for (const conn of set) {
+      if (conn === exclude) continue;
+      if (conn.mode === 'raw') conn.writeBytes((raw ??= Buffer.from(text, 'utf8')));
+      else conn.writeBytes((line ??= Buffer.from(text + '\n', 'utf8')));
+      n++;
+    }
+    if (n > 0) this.metrics.delivered.inc({ transport: 'tcp' }, n);
+  }
+}
+
+export class TcpConn implements Conn {
+  readonly codec = 'text' as const;
+  readonly transport = 'tcp' as const;
+  readonly remote: string;
+  mode: 'unknown' | 'line' | 'raw' = 'unknown';
+  client: Client | null = null;
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  private discarding = false;
+  private gone = false;
+  private groups = new Set<string>();
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly t: TcpTransport,
+  ) {
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    socket.on('data', (chunk) => this.onData(chunk));
+    socket.on('error', () => undefined); // 'close' follows
+    socket.on('close', () => this.onClose());
+  }
+
+  write(msg: string): void {
+    // Before the client's framing is known (the menu) every message ends with a newline.
+    this.writeBytes(Buffer.from(this.mode === 'raw' ? msg : msg + '\n', 'utf8'));
+  }
+
+  writeBytes(b: Buffer): void {
+    if (this.gone) return;
+    this.socket.write(b);
+    if (this.socket.writableLength > this.t.config.maxBackpressureBytes) {
+      // A client that stopped reading: drop it rather than buffer without bound.
+      this.t.metrics.slowConsumers.inc({ transport: 'tcp' });
+      this.t.log.warn({ conn: this.client?.memberId, queued: this.socket.writableLength }, 'slow consumer closed');
+      this.gone = true;
+      this.socket.destroy();
+    }
+  }
+
+  end(_code: number, _reason: string): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.socket.end();
+    // A peer that never closes its side does not keep the socket half-open.
+    setTimeout(() => this.socket.destroy(), 5000).unref();
+  }
+
+  subscribe(groupId: string): void {
+    this.groups.add(groupId);
+    this.t.join(this, groupId);
+  }
+
+  unsubscribe(groupId: string): void {
+    this.groups.delete(groupId);
+    this.t.leave(this, groupId);
+  }
+
+  private onClose(): void {
+    this.gone = true;
+    for (const g of this.groups) this.t.leave(this, g);
+    this.groups.clear();
+    this.t.conns.delete(this);
+    if (this.client) this.t.node.disconnected(this.client);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.gone || !this.client) return;
+    if (this.mode === 'unknown') this.mode = chunk.includes(NL) ? 'line' : 'raw';
+    if (this.mode === 'raw') return this.message(chunk);
+    const max = this.t.config.maxFrameBytes;
+    let start = 0;
+    for (let nl = chunk.indexOf(NL); nl >= 0; nl = chunk.indexOf(NL, start)) {
+      const piece = chunk.subarray(start, nl);
+      start = nl + 1;
+      if (this.discarding) {
+        // The tail of a line already refused as too large.
+        this.discarding = false;
+        continue;
+      }
+      const line = this.pendingLen > 0 ? Buffer.concat([...this.pending, piece]) : piece;
+      this.pending = [];
+      this.pendingLen = 0;
+      this.message(line);
+    }
+    const rest = chunk.subarray(start);
+    if (rest.length === 0 || this.discarding) return;
+    this.pendingLen += rest.length;
+    if (this.pendingLen > max) {
+      this.pending = [];
+      this.pendingLen = 0;
+      this.discarding = true;
+      this.t.node.reject(this.client, 'too_large', 'too_large', T.TOO_LARGE);
+      return;
+    }
+    this.pending.push(Buffer.from(rest)); // copy: `chunk` is not ours to keep
+  }
+
+  private message(bytes: Buffer): void {
+    const c = this.client as Client;
+    let end = bytes.length;
+    if (end > 0 && bytes[end - 1] === CR) end--;
+    if (end > this.t.config.maxFrameBytes) return this.t.node.reject(c, 'too_large', 'too_large', T.TOO_LARGE);
+    const text = decodeUtf8(bytes.subarray(0, end));
+    if (text === undefined) return this.t.node.reject(c, 'invalid_input', 'invalid_utf8', T.INVALID_INPUT);
+    this.t.node.input(c, { kind: 'text', text });
+  }
+}

@@ -1,0 +1,212 @@
+// WebSocket (text and JSON) and the public HTTP endpoints on PORT.
+// The only file that imports uWebSockets.js.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import uWS from 'uWebSockets.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Metrics, TransportLabel } from '../metrics.js';
+import type { ChatNode, Client, Conn, Fanout } from '../node.js';
+import type { Codec } from '../protocol/codecs.js';
+import { isFrameError, parseClientFrame } from '../protocol/frames.js';
+import { decodeUtf8 } from '../protocol/hygiene.js';
+import * as T from '../protocol/text.js';
+import { healthz, readyz } from '../health.js';
+
+/**
+ * The npm build we install silently falls back to a slow JavaScript shim when
+ * its native binary does not load. Refuse to run on the shim.
+ */
+export function assertNativeUws(): void {
+  const require = createRequire(import.meta.url);
+  const pkgDir = dirname(require.resolve('uWebSockets.js/package.json'));
+  const binary = join(pkgDir, 'binaries', `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`);
+  const loaded = require.cache[binary];
+  const native = loaded !== undefined && loaded.exports === uWS && Function.prototype.toString.call(uWS.App).includes('[native code]');
+  if (!native)
+    throw new Error(
+      `uWebSockets.js is not running its native build (expected ${binary} for Node ${process.version}); ` +
+        'refusing to start on the JavaScript fallback',
+    );
+}
+
+const SUBPROTOCOLS: Record<string, Codec> = { 'chat.text': 'text', 'chat.json': 'json' };
+const topic = (groupId: string, codec: Codec): string => `g/${groupId}/${codec}`;
+
+interface WsData {
+  codec: Codec;
+  remote: string;
+  client: Client | null;
+  /** The socket is gone: never touch `ws` again. */
+  closed: boolean;
+  ending: boolean;
+}
+
+export class UwsTransport implements Fanout {
+  private readonly app: uWS.TemplatedApp;
+  private listenSocket: uWS.us_listen_socket | null = null;
+
+  constructor(
+    private readonly node: ChatNode,
+    private readonly config: Config,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {
+    this.app = uWS.App();
+    this.app
+      .get('/healthz', (res) => {
+        const r = healthz();
+        res.writeStatus(r.status).end(r.body);
+      })
+      .get('/readyz', (res) => {
+        const r = readyz(node);
+        res.writeStatus(r.status).end(r.body);
+      })
+      .ws<WsData>('/*', {
+        compression: uWS.DISABLED,
+        // Frames up to 4× the limit get a `too_large` error; beyond that uWS closes with 1009.
+        maxPayloadLength: config.maxFrameBytes * 4,
+        maxBackpressure: config.maxBackpressureBytes,
+        closeOnBackpressureLimit: 1, // typed as number in this build; it is a flag
+        idleTimeout: config.idleTimeoutSeconds,
+        sendPingsAutomatically: true,
+        upgrade: (res, req, context) => this.upgrade(res, req, context),
+        open: (ws) => this.open(ws),
+        message: (ws, msg, isBinary) => this.message(ws, msg, isBinary),
+        close: (ws, code) => this.onClose(ws, code),
+      })
+      .any('/*', (res) => {
+        res.writeStatus('404 Not Found').end('not found\n');
+      });
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(this.config.host, this.config.port, (ls) => {
+        if (!ls) return reject(new Error(`cannot listen on ${this.config.host}:${this.config.port}`));
+        this.listenSocket = ls;
+        resolve(uWS.us_socket_local_port(ls));
+      });
+    });
+  }
+
+  close(): void {
+    if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
+    this.listenSocket = null;
+  }
+
+  publish(groupId: string, text: string, json: string, exclude: Conn | null): void {
+    this.publishTopic(topic(groupId, 'text'), text, 'ws_text', exclude);
+    this.publishTopic(topic(groupId, 'json'), json, 'ws_json', exclude);
+  }
+
+  private publishTopic(t: string, msg: string, label: TransportLabel, exclude: Conn | null): void {
+    let n = this.app.numSubscribers(t);
+    if (n === 0) return;
+    if (exclude instanceof WsConn && !exclude.data.closed && exclude.ws.isSubscribed(t)) {
+      exclude.ws.publish(t, msg, false); // uWS skips the publishing socket itself
+      n--;
+    } else this.app.publish(t, msg, false);
+    if (n > 0) this.metrics.delivered.inc({ transport: label }, n);
+  }
+
+  private upgrade(res: uWS.HttpResponse, req: uWS.HttpRequest, context: uWS.us_socket_context_t): void {
+    const key = req.getHeader('sec-websocket-key');
+    const offered = req.getHeader('sec-websocket-protocol');
+    const extensions = req.getHeader('sec-websocket-extensions');
+    const origin = req.getHeader('origin');
+    const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
+    if (this.node.isDraining()) {
+      this.metrics.framesRejected.inc({ reason: 'draining' });
+      res.writeStatus('503 Service Unavailable').end('draining\n');
+      return;
+    }
+    const allowed = this.config.allowedOrigins;
+    if (allowed !== null && !allowed.includes(origin)) {
+      this.metrics.framesRejected.inc({ reason: 'origin' });
+      res.writeStatus('403 Forbidden').end('origin not allowed\n');
+      return;
+    }
+    let codec: Codec = 'text';
+    let chosen = '';
+    const wanted = offered
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0);
+    if (wanted.length > 0) {
+      const match = wanted.find((p) => p in SUBPROTOCOLS);
+      if (match === undefined) {
+        this.metrics.framesRejected.inc({ reason: 'subprotocol' });
+        res.writeStatus('400 Bad Request').end('unsupported subprotocol: use chat.text or chat.json\n');
+        return;
+      }
+      codec = SUBPROTOCOLS[match] as Codec;
+      chosen = match;
+    }
+    res.upgrade<WsData>({ codec, remote, client: null, closed: false, ending: false }, key, chosen, extensions, context);
+  }
+
+  private open(ws: uWS.WebSocket<WsData>): void {
+    const data = ws.getUserData();
+    data.client = this.node.connect(new WsConn(ws, data, this.log));
+  }
+
+  private message(ws: uWS.WebSocket<WsData>, msg: ArrayBuffer, isBinary: boolean): void {
+    const data = ws.getUserData();
+    const c = data.client;
+    if (!c) return;
+    if (isBinary) return this.node.reject(c, 'invalid_input', 'binary', T.INVALID_INPUT);
+    if (msg.byteLength > this.config.maxFrameBytes) return this.node.reject(c, 'too_large', 'too_large', T.TOO_LARGE);
+    const text = decodeUtf8(msg);
+    if (text === undefined) return this.node.reject(c, 'invalid_input', 'invalid_utf8', T.INVALID_INPUT);
+    if (data.codec === 'text') return this.node.input(c, { kind: 'text', text });
+    const op = parseClientFrame(text);
+    if (isFrameError(op)) return this.node.reject(c, op.error, op.message.startsWith('Unknown op') ? 'invalid_op' : 'invalid_json', op.message);
+    this.node.input(c, { kind: 'op', op });
+  }
+
+  private onClose(ws: uWS.WebSocket<WsData>, _code: number): void {
+    const data = ws.getUserData();
+    data.closed = true;
+    if (data.client) this.node.disconnected(data.client);
+  }
+}
+
+class WsConn implements Conn {
+  readonly codec: Codec;
+  readonly transport: TransportLabel;
+  readonly remote: string;
+
+  constructor(
+    readonly ws: uWS.WebSocket<WsData>,
+    readonly data: WsData,
+    private readonly log: Logger,
+  ) {
+    this.codec = data.codec;
+    this.transport = data.codec === 'json' ? 'ws_json' : 'ws_text';
+    this.remote = data.remote;
+  }
+
+  write(msg: string): void {
+    if (this.data.closed || this.data.ending) return;
+    this.ws.send(msg, false);
+  }
+
+  end(code: number, reason: string): void {
+    if (this.data.closed || this.data.ending) return;
+    this.data.ending = true;
+    try {
+      this.ws.end(code, reason);
+    } catch (e) {
+      this.log.debug({ err: e }, 'ws end on a closing socket');
+    }
+  }
+
+  subscribe(groupId: string): void {
+    if (!this.data.closed) this.ws.subscribe(topic(groupId, this.codec));
+  }
+
+  unsubscribe(groupId: string): void {
+    if (!this.data.closed) this.ws.unsubscribe(topic(groupId, this.codec));
+  }
+}

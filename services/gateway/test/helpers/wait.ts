@@ -1,0 +1,64 @@
+// Waiting for events with deadlines. Tests never sleep to wait.
+
+export class TimeoutError extends Error {}
+
+/** Resolve with `p`, or reject after `ms` saying what we were waiting for. */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** A queue of items that tests await one at a time. */
+export class Inbox<T> {
+  private items: T[] = [];
+  private waiters: Array<{ test: (v: T) => boolean; resolve: (v: T) => void }> = [];
+  private ended: Error | null = null;
+
+  push(v: T): void {
+    const i = this.waiters.findIndex((w) => w.test(v));
+    if (i >= 0) {
+      const [w] = this.waiters.splice(i, 1);
+      w?.resolve(v);
+    } else this.items.push(v);
+  }
+
+  end(err: Error): void {
+    this.ended = err;
+  }
+
+  /** The next item (optionally the next that matches, skipping others), with a deadline. */
+  next(ms = 5000, what = 'next item', test: (v: T) => boolean = () => true): Promise<T> {
+    const i = this.items.findIndex(test);
+    if (i >= 0) return Promise.resolve(this.items.splice(0, i + 1).pop() as T);
+    return within(
+      new Promise<T>((resolve) => {
+        this.items = []; // skipped items are consumed, as with a stream
+        this.waiters.push({ test, resolve });
+      }),
+      ms,
+      what,
+    );
+  }
+
+  /** Items received and not yet consumed. */
+  peek(): readonly T[] {
+    return this.items;
+  }
+
+  get closedWith(): Error | null {
+    return this.ended;
+  }
+}
+
+/** Poll a condition that has no event of its own (e.g. an HTTP status), with a deadline. */
+export async function until(cond: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new TimeoutError(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise<void>((r) => setImmediate(r));
+  }
+}
