@@ -271,7 +271,12 @@ export class ChatNode {
           this.metrics.joins.inc({ result: any ? 'unknown_group' : 'no_groups' });
           return any ? { ok: false, code: 'unknown_group', message: T.WRONG_ID } : { ok: false, code: 'no_groups', message: T.NO_CHATS };
         }
+        if (await engine.authLocked(rec.id, this.config.authMaxFailures)) {
+          this.metrics.joins.inc({ result: 'locked' });
+          return { ok: false, code: 'rate_limited', message: T.LOCKED };
+        }
         if (!(await verifyPassword(call.password, rec.passwordHash))) {
+          await engine.recordAuthFailure(rec.id, this.config.authLockoutSeconds);
           this.metrics.joins.inc({ result: 'wrong_password' });
           this.log.info({ conn: c.memberId, groupId: rec.id }, '[WRONG PASSWORD]');
           return { ok: false, code: 'wrong_password', message: T.WRONG_PASSWORD };

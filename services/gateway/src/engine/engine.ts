@@ -76,6 +76,13 @@ export interface Engine {
   unsubscribe(groupId: string): Promise<void>;
   notify(notice: Notice): Promise<void>;
 
+  /**
+   * Wrong-password throttle per group, shared by every node: `authLocked` is true once
+   * `max` failures fell within `windowSeconds` of the first, until that window ends.
+   */
+  authLocked(groupId: string, max: number): Promise<boolean>;
+  recordAuthFailure(groupId: string, windowSeconds: number): Promise<void>;
+
   /** Presence: `memberId` is unique per connection across the cluster. */
   addMember(groupId: string, memberId: string, name: string): Promise<void>;
   removeMember(groupId: string, memberId: string): Promise<void>;

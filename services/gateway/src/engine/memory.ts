@@ -44,6 +44,7 @@ export class MemoryEngine implements Engine {
   private nextId = 0;
   private listeners = new Map<string, ChannelListener>();
   private presence = new Map<string, Map<string, string>>();
+  private authFailures = new Map<string, { count: number; until: number }>();
   private journal: Journal<Rec>;
   private appendsSinceCompaction = 0;
   private up = false;
@@ -165,6 +166,19 @@ export class MemoryEngine implements Engine {
 
   async notify(notice: Notice): Promise<void> {
     this.listeners.get(notice.groupId)?.({ kind: 'notice', notice });
+  }
+
+  async authLocked(groupId: string, max: number): Promise<boolean> {
+    const f = this.authFailures.get(groupId);
+    if (f && f.until <= Date.now()) this.authFailures.delete(groupId);
+    return f !== undefined && f.until > Date.now() && f.count >= max;
+  }
+
+  async recordAuthFailure(groupId: string, windowSeconds: number): Promise<void> {
+    const now = Date.now();
+    const f = this.authFailures.get(groupId);
+    if (f && f.until > now) f.count++;
+    else this.authFailures.set(groupId, { count: 1, until: now + windowSeconds * 1000 });
   }
 
   async addMember(groupId: string, memberId: string, name: string): Promise<void> {
