@@ -76,4 +76,7 @@ async function main(): Promise<void> {
   process.on('unhandledRejection', (e) => log.error({ err: e }, 'unhandled rejection'));
 }
 
-void main();
+main().catch((e: unknown) => {
+  process.stderr.write(`gateway: failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

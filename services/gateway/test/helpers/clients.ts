@@ -13,6 +13,8 @@ const openSocket = (port: number): Promise<Socket> =>
 /** A line client like nc: sends `line\n`, reads `\n`-terminated lines. */
 export class LineClient {
   readonly lines = new Inbox<string>();
+  /** Every line ever received, consumed or skipped. */
+  readonly all: string[] = [];
   readonly closed: Promise<void>;
   private buf = '';
 
@@ -22,7 +24,9 @@ export class LineClient {
       this.buf += d;
       let nl: number;
       while ((nl = this.buf.indexOf('\n')) >= 0) {
-        this.lines.push(this.buf.slice(0, nl));
+        const line = this.buf.slice(0, nl);
+        this.all.push(line);
+        this.lines.push(line);
         this.buf = this.buf.slice(nl + 1);
       }
     });
@@ -40,6 +44,11 @@ export class LineClient {
 
   next(ms = 5000): Promise<string> {
     return this.lines.next(ms, 'a line from the server');
+  }
+
+  /** Skip lines until exactly `line` arrives. */
+  until(line: string, ms = 5000): Promise<string> {
+    return this.lines.next(ms, JSON.stringify(line), (l) => l === line);
   }
 
   /** Read the next lines and return them joined by `\n` (for the four-line menu). */
