@@ -9,9 +9,11 @@ const ESCAPES =
 const BREAKS = /[\t\n\r\v\f\u0085\u2028\u2029]/g;
 // Remaining C0, DEL, C1 controls, and bidi overrides that can reorder a line on screen.
 const CONTROLS = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
+// Lone surrogates (JSON's "\ud800" escapes) are not text and cannot be encoded as UTF-8.
+const LONE_SURROGATES = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 export function sanitize(s: string): string {
-  return s.replace(ESCAPES, '').replace(BREAKS, ' ').replace(CONTROLS, '');
+  return s.replace(ESCAPES, '').replace(BREAKS, ' ').replace(CONTROLS, '').replace(LONE_SURROGATES, '');
 }
 
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
