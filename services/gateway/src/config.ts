@@ -32,6 +32,8 @@ export interface Config {
   tokenTtlSeconds: number;
   authMaxFailures: number;
   authLockoutSeconds: number;
+  /** Redis engine: a killed node's members leave presence within this (its heartbeat key's TTL). */
+  presenceTtlSeconds: number;
   logLevel: string;
 }
 
@@ -82,7 +84,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxBackpressureBytes: int(env, 'MAX_BACKPRESSURE_BYTES', 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
     rateLimitPerSec: int(env, 'RATE_LIMIT_PER_SEC', 20, 0, 1_000_000),
     rateLimitBurst: int(env, 'RATE_LIMIT_BURST', 40, 1, 1_000_000),
-    maxConnectionsPerIp: int(env, 'MAX_CONNECTIONS_PER_IP', 0, 0, 10_000_000),
+    maxConnectionsPerIp: int(env, 'MAX_CONNECTIONS_PER_IP', 256, 0, 10_000_000),
     trustedProxies: list(env, 'TRUSTED_PROXIES') ?? [],
     allowedOrigins: list(env, 'ALLOWED_ORIGINS'),
     scryptN,
@@ -93,6 +95,7 @@ export function loadConfig(env: Env = process.env): Config {
     tokenTtlSeconds: int(env, 'TOKEN_TTL_SECONDS', 86_400, 60, 30 * 86_400),
     authMaxFailures: int(env, 'AUTH_MAX_FAILURES', 10, 1, 1_000_000),
     authLockoutSeconds: int(env, 'AUTH_LOCKOUT_SECONDS', 60, 1, 86_400),
+    presenceTtlSeconds: int(env, 'PRESENCE_TTL_SECONDS', 10, 1, 3600),
     logLevel: env['LOG_LEVEL']?.trim() || 'info',
   };
 }

@@ -1,6 +1,8 @@
 // Runs sessions: feeds each connection's input through the pure session
 // machine, performs its effects against the engine, owns this node's group
 // hubs (one engine subscription per group with local members) and drain.
+import { createHmac, randomBytes } from 'node:crypto';
+import { ConnectionsPerIp, TrustedProxies } from './clientip.js';
 import type { Config } from './config.js';
 import { EngineUnavailableError, type ChannelEvent, type Engine, type StoredMessage } from './engine/engine.js';
 import type { Logger } from './log.js';
@@ -10,14 +12,14 @@ import type { ErrorCode, ServerEvent } from './protocol/frames.js';
 import * as T from './protocol/text.js';
 import { hashPassword, verifyPassword } from './passwords.js';
 import { TokenBucket } from './ratelimit.js';
-import { newSession, phase, step, type Call, type CallResult, type Effect, type Input, type Session } from './session.js';
+import { newSession, phase, step, type Call, type CallResult, type Effect, type Input, type Publish, type Session } from './session.js';
 import { issueToken, verifyToken } from './tokens.js';
 
 /** What a transport gives the node for one connection. */
 export interface Conn {
   readonly codec: Codec;
   readonly transport: TransportLabel;
-  /** Peer address for logs. */
+  /** The client's IP (after trusted-proxy resolution): logs and per-IP limits. */
   readonly remote: string;
   /** Write one encoded message; the transport adds its framing. */
   write(msg: string): void;
@@ -37,6 +39,9 @@ export const CLOSE_RESTART = 1012;
 export const CLOSE_POLICY = 1008;
 export const CLOSE_MENU_TIMEOUT = 4408;
 const MAX_QUEUED_INPUTS = 64;
+/** Chat messages one connection may have in flight (stored, not yet acked): sends pipeline up to this. */
+const MAX_INFLIGHT_PUBLISHES = 256;
+const AUTH_CACHE_SIZE = 10_000;
 
 class Hub {
   seq = 0;
@@ -58,6 +63,8 @@ export class Client {
   name = '';
   menuTimer: NodeJS.Timeout | null = null;
   rateStrikes = 0;
+  /** Publishes in flight, oldest first; they settle in order. */
+  inflight: Promise<void>[] = [];
   readonly bucket: TokenBucket;
   constructor(
     readonly conn: Conn,
@@ -76,6 +83,11 @@ export class ChatNode {
   private nextConn = 0;
   private draining = false;
   private readonly limits: { maxNameLength: number; maxTextLength: number };
+  private readonly perIp: ConnectionsPerIp;
+  readonly trustedProxies: TrustedProxies;
+  /** Successful password checks, keyed by group and a keyed hash of the password (never the password). */
+  private readonly authCache = new Map<string, string>();
+  private readonly authCacheKey = randomBytes(32);
 
   constructor(
     readonly engine: Engine,
@@ -84,6 +96,16 @@ export class ChatNode {
     readonly metrics: Metrics,
   ) {
     this.limits = { maxNameLength: config.maxNameLength, maxTextLength: config.maxTextLength };
+    this.perIp = new ConnectionsPerIp(config.maxConnectionsPerIp);
+    this.trustedProxies = new TrustedProxies(config.trustedProxies);
+  }
+
+  /** Count a new connection against its client address; false = over MAX_CONNECTIONS_PER_IP. */
+  admit(ip: string): boolean {
+    if (this.perIp.acquire(ip)) return true;
+    this.metrics.framesRejected.inc({ reason: 'ip_limit' });
+    this.log.warn({ remote: ip }, 'connection refused: too many from this address');
+    return false;
   }
 
   addFanout(f: Fanout): void {
@@ -138,6 +160,7 @@ export class ChatNode {
   disconnected(c: Client): void {
     if (c.closed) return;
     c.closed = true;
+    this.perIp.release(c.conn.remote);
     if (c.menuTimer) clearTimeout(c.menuTimer);
     this.metrics.connections.dec({ transport: c.conn.transport });
     c.queue.push({ kind: 'closed' });
@@ -176,6 +199,13 @@ export class ChatNode {
       this.trackPhase(c, before, phase(c.session.state));
       next = null;
       for (const e of out.effects) {
+        if (e.kind === 'publish') {
+          if (c.inflight.length >= MAX_INFLIGHT_PUBLISHES) await c.inflight[0];
+          this.publish(c, e);
+          continue;
+        }
+        // Everything else happens after the acks of earlier messages, in order.
+        if (c.inflight.length > 0) await Promise.all(c.inflight);
         switch (e.kind) {
           case 'send':
             this.sendTo(c, e.event);
@@ -275,11 +305,17 @@ export class ChatNode {
           this.metrics.joins.inc({ result: 'locked' });
           return { ok: false, code: 'rate_limited', message: T.LOCKED };
         }
-        if (!(await verifyPassword(call.password, rec.passwordHash))) {
+        const cacheKey = `${rec.id}\0${createHmac('sha256', this.authCacheKey).update(call.password).digest('base64')}`;
+        const cached = this.authCache.get(cacheKey) === rec.passwordHash;
+        if (!cached && !(await verifyPassword(call.password, rec.passwordHash))) {
           await engine.recordAuthFailure(rec.id, this.config.authLockoutSeconds);
           this.metrics.joins.inc({ result: 'wrong_password' });
           this.log.info({ conn: c.memberId, groupId: rec.id }, '[WRONG PASSWORD]');
           return { ok: false, code: 'wrong_password', message: T.WRONG_PASSWORD };
+        }
+        if (!cached) {
+          if (this.authCache.size >= AUTH_CACHE_SIZE) this.authCache.delete(this.authCache.keys().next().value as string);
+          this.authCache.set(cacheKey, rec.passwordHash);
         }
         this.metrics.joins.inc({ result: 'ok' });
         this.log.info({ conn: c.memberId, groupId: rec.id, name: call.name }, '[NEW MEMBER]');
@@ -299,22 +335,40 @@ export class ChatNode {
           seq: await engine.latestSeq(claims.groupId),
         };
       }
-      case 'publish': {
-        if (!c.bucket.take()) {
-          this.metrics.framesRejected.inc({ reason: 'rate_limited' });
-          // Sustained abuse (a whole burst's worth of refusals in a row) ends the connection.
-          if (++c.rateStrikes > this.config.rateLimitBurst) c.conn.end(CLOSE_POLICY, 'rate limit');
-          return { ok: false, code: 'rate_limited', message: T.RATE_LIMITED };
-        }
-        c.rateStrikes = 0;
-        this.metrics.received.inc({ transport: c.conn.transport });
-        const m = await engine.publish(call.groupId, { from: call.name, text: call.text, ts: Date.now(), origin: c.memberId });
-        this.metrics.published.inc();
-        return { ok: true, seq: m.seq };
-      }
       case 'who':
         return { ok: true, names: await engine.members(call.groupId) };
     }
+  }
+
+  /** Store and fan out one chat message without holding up the connection's next input; ack when stored. */
+  private publish(c: Client, p: Publish): void {
+    if (!c.bucket.take()) {
+      this.metrics.framesRejected.inc({ reason: 'rate_limited' });
+      this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.RATE_LIMITED });
+      // Sustained abuse (a whole burst's worth of refusals in a row) ends the connection.
+      if (++c.rateStrikes > this.config.rateLimitBurst) c.conn.end(CLOSE_POLICY, 'rate limit');
+      return;
+    }
+    c.rateStrikes = 0;
+    this.metrics.received.inc({ transport: c.conn.transport });
+    const done = this.engine
+      .publish(p.groupId, { from: p.name, text: p.text, ts: Date.now(), origin: c.memberId })
+      .then(
+        (m) => {
+          this.metrics.published.inc();
+          this.sendTo(c, { type: 'ack', id: p.id, seq: m.seq });
+        },
+        (e: unknown) => {
+          this.metrics.engineErrors.inc({ op: 'publish' });
+          if (e instanceof EngineUnavailableError) this.log.warn({ conn: c.memberId }, 'publish failed: engine unavailable');
+          else this.log.error({ conn: c.memberId, err: e }, 'publish failed');
+          this.sendTo(c, { type: 'error', code: 'unavailable', message: T.UNAVAILABLE });
+        },
+      )
+      .finally(() => {
+        c.inflight.splice(c.inflight.indexOf(done), 1);
+      });
+    c.inflight.push(done);
   }
 
   // ---- group membership and fan-out ----

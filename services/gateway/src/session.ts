@@ -31,7 +31,6 @@ export type Call =
   | { call: 'create'; name: string; password: string }
   | { call: 'join'; name: string; groupId: string; password: string; history: HistoryFrom }
   | { call: 'resume'; token: string; since: number }
-  | { call: 'publish'; groupId: string; name: string; text: string; id: string | number | null }
   | { call: 'who'; groupId: string };
 
 export type CallFailure = { ok: false; code: ErrorCode; message: string };
@@ -39,7 +38,6 @@ export type CallResult =
   | { ok: true; hasGroups: boolean }
   | { ok: true; exists: boolean }
   | { ok: true; groupId: string; name: string; token: string; seq: number }
-  | { ok: true; seq: number }
   | { ok: true; names: string[] }
   | CallFailure;
 
@@ -51,8 +49,18 @@ export type Input =
   | { kind: 'result'; result: CallResult }
   | { kind: 'closed' };
 
+export interface Publish {
+  groupId: string;
+  name: string;
+  text: string;
+  /** The client's own id, echoed in the ack. */
+  id: string | number | null;
+}
+
 export type Effect =
   | { kind: 'send'; event: ServerEvent }
+  /** A chat message: the node stores and fans it out, then acks (or errors) on its own, so sends pipeline. */
+  | ({ kind: 'publish' } & Publish)
   | { kind: 'call'; call: Call }
   | { kind: 'attach'; groupId: string; name: string; history: HistoryFrom }
   | { kind: 'detach' }
@@ -166,7 +174,7 @@ function onText(state: SessionState, raw: string, limits: SessionLimits): Out {
       const clean = cleanText(raw, limits);
       if ('empty' in clean) return at(state); // an empty line is not a message
       if ('tooLong' in clean) return at(state, [error('too_large', T.TOO_LARGE)]);
-      return calling(state, { call: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: null });
+      return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: null }]);
     }
     case 'closed':
       return at(state);
@@ -199,7 +207,7 @@ function onOp(state: SessionState, op: ClientOp, limits: SessionLimits): Out {
       const clean = cleanText(op.text, limits);
       if ('empty' in clean) return at(state, [error('invalid_input', 'Message text may not be empty')]);
       if ('tooLong' in clean) return at(state, [error('too_large', T.TOO_LARGE)]);
-      return calling(state, { call: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: op.id ?? null });
+      return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: op.id ?? null }]);
     }
     case 'who':
       if (state.s !== 'chat') return at(state, [error('not_joined', 'Join or create a group first')]);
@@ -235,8 +243,6 @@ function onResult(state: SessionState, call: Call, r: CallResult): Out {
       const history = call.call === 'join' ? call.history : { since: call.since };
       return at(chat, [joined(call.call), { kind: 'attach', groupId: r.groupId, name: r.name, history }]);
     }
-    case 'publish':
-      return at(state, 'seq' in r ? [send({ type: 'ack', id: call.id, seq: r.seq })] : []);
     case 'who':
       return at(state, 'names' in r ? [send({ type: 'members', groupId: call.groupId, names: r.names })] : []);
   }

@@ -45,3 +45,4 @@ export const UNAVAILABLE = 'The chat is unavailable right now, try again later! 
 export const LOCKED = 'Too many wrong passwords for this group, try again later! ';
 export const SERVER_RESTARTING = 'The server is restarting, please reconnect.';
 export const IDLE_TIMEOUT = 'You have been idle too long, bye!';
+export const TOO_MANY_CONNECTIONS = 'Too many connections from your address, try again later!';

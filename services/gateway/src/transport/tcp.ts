@@ -6,6 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { parseProxyV1 } from '../clientip.js';
 import type { ChatNode, Client, Conn, Fanout } from '../node.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
 import * as T from '../protocol/text.js';
@@ -49,9 +50,36 @@ export class TcpTransport implements Fanout {
       socket.destroy();
       return;
     }
-    const conn = new TcpConn(socket, this);
+    const peer = socket.remoteAddress ?? '';
+    if (!this.node.trustedProxies.has(peer)) return this.open(socket, peer, null);
+    // A trusted balancer speaks first: a PROXY v1 header names the real client.
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), 5000);
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d]);
+      const h = parseProxyV1(buf);
+      if (h === 'partial') return;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      if (h === null) return this.open(socket, peer, buf);
+      this.open(socket, h.address || peer, buf.subarray(h.length));
+    };
+    socket.on('data', onData);
+    socket.once('close', () => clearTimeout(timer));
+    socket.on('error', () => undefined);
+  }
+
+  private open(socket: Socket, address: string, early: Buffer | null): void {
+    const ip = address.startsWith('::ffff:') ? address.slice(7) : address;
+    if (!this.node.admit(ip)) {
+      socket.end(T.TOO_MANY_CONNECTIONS + '\n');
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    const conn = new TcpConn(socket, this, ip);
     this.conns.add(conn);
     conn.client = this.node.connect(conn);
+    if (early && early.length > 0) conn.feed(early);
   }
 
   join(conn: TcpConn, groupId: string): void {
@@ -99,9 +127,17 @@ export class TcpConn implements Conn {
   constructor(
     private readonly socket: Socket,
     private readonly t: TcpTransport,
+    remote: string,
   ) {
-    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
-    socket.on('data', (chunk) => this.onData(chunk));
+    this.remote = remote;
+    socket.on('data', (chunk) => {
+      try {
+        this.feed(chunk);
+      } catch (e) {
+        t.log.error({ err: e }, 'tcp input failed');
+        socket.destroy();
+      }
+    });
     socket.on('error', () => undefined); // 'close' follows
     socket.on('close', () => this.onClose());
   }
@@ -117,7 +153,7 @@ export class TcpConn implements Conn {
     if (this.socket.writableLength > this.t.config.maxBackpressureBytes) {
       // A client that stopped reading: drop it rather than buffer without bound.
       this.t.metrics.slowConsumers.inc({ transport: 'tcp' });
-      this.t.log.warn({ conn: this.client?.memberId, queued: this.socket.writableLength }, 'slow consumer closed');
+      this.t.log.warn({ conn: this.client?.memberId, transport: 'tcp', queued: this.socket.writableLength }, 'slow consumer closed');
       this.gone = true;
       this.socket.destroy();
     }
@@ -149,7 +185,7 @@ export class TcpConn implements Conn {
     if (this.client) this.t.node.disconnected(this.client);
   }
 
-  private onData(chunk: Buffer): void {
+  feed(chunk: Buffer): void {
     if (this.gone || !this.client) return;
     if (this.mode === 'unknown') this.mode = chunk.includes(NL) ? 'line' : 'raw';
     if (this.mode === 'raw') return this.message(chunk);

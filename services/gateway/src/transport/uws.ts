@@ -12,6 +12,7 @@ import { isFrameError, parseClientFrame } from '../protocol/frames.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
 import * as T from '../protocol/text.js';
 import { healthz, readyz } from '../health.js';
+import { addressFromXff } from '../clientip.js';
 
 /**
  * The npm build we install silently falls back to a slow JavaScript shim when
@@ -32,6 +33,8 @@ export function assertNativeUws(): void {
 
 const SUBPROTOCOLS: Record<string, Codec> = { 'chat.text': 'text', 'chat.json': 'json' };
 const topic = (groupId: string, codec: Codec): string => `g/${groupId}/${codec}`;
+/** Members whose send buffer is looked at after each group publish. */
+const CHECKS_PER_PUBLISH = 4;
 
 interface WsData {
   codec: Codec;
@@ -40,11 +43,13 @@ interface WsData {
   /** The socket is gone: never touch `ws` again. */
   closed: boolean;
   ending: boolean;
+  conn: WsConn | null;
 }
 
 export class UwsTransport implements Fanout {
   private readonly app: uWS.TemplatedApp;
   private listenSocket: uWS.us_listen_socket | null = null;
+  private readonly groups = new Map<string, { members: WsConn[]; cursor: number }>();
 
   constructor(
     private readonly node: ChatNode,
@@ -66,18 +71,43 @@ export class UwsTransport implements Fanout {
         compression: uWS.DISABLED,
         // Frames up to 4× the limit get a `too_large` error; beyond that uWS closes with 1009.
         maxPayloadLength: config.maxFrameBytes * 4,
-        maxBackpressure: config.maxBackpressureBytes,
+        maxBackpressure: config.maxBackpressureBytes * 2,
         closeOnBackpressureLimit: 1, // typed as number in this build; it is a flag
         idleTimeout: config.idleTimeoutSeconds,
         sendPingsAutomatically: true,
-        upgrade: (res, req, context) => this.upgrade(res, req, context),
-        open: (ws) => this.open(ws),
-        message: (ws, msg, isBinary) => this.message(ws, msg, isBinary),
-        close: (ws, code) => this.onClose(ws, code),
+        // An exception escaping a uWS handler would take the whole node down: contain it.
+        upgrade: (res, req, context) => this.guard('upgrade', () => this.upgrade(res, req, context)),
+        open: (ws) => this.guard('open', () => this.open(ws)),
+        message: (ws, msg, isBinary) => this.guard('message', () => this.message(ws, msg, isBinary)),
+        close: (ws, code, msg) => this.guard('close', () => this.onClose(ws, code, msg)),
       })
       .any('/*', (res) => {
         res.writeStatus('404 Not Found').end('not found\n');
       });
+  }
+
+  private guard(where: string, f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.log.error({ where, err: e }, 'websocket handler failed');
+    }
+  }
+
+  /**
+   * Slow consumers. uWS can close a socket past its backpressure limit itself, but then the close
+   * looks like any dropped connection (1006) and cannot be counted. So uWS's own limit is a safety
+   * net at twice the bound, and the gateway closes sockets past the bound itself: after every
+   * direct send, and after each group publish for a few members in turn (O(1) per message, so every
+   * member of a busy group is looked at every few messages).
+   */
+  private checkGroup(groupId: string): void {
+    const g = this.groups.get(groupId);
+    if (!g || g.members.length === 0) return;
+    for (let i = 0; i < Math.min(CHECKS_PER_PUBLISH, g.members.length); i++) {
+      g.cursor = (g.cursor + 1) % g.members.length;
+      (g.members[g.cursor] as WsConn).checkBackpressure();
+    }
   }
 
   listen(): Promise<number> {
@@ -98,6 +128,26 @@ export class UwsTransport implements Fanout {
   publish(groupId: string, text: string, json: string, exclude: Conn | null): void {
     this.publishTopic(topic(groupId, 'text'), text, 'ws_text', exclude);
     this.publishTopic(topic(groupId, 'json'), json, 'ws_json', exclude);
+    this.checkGroup(groupId);
+  }
+
+  join(conn: WsConn, groupId: string): void {
+    let g = this.groups.get(groupId);
+    if (!g) this.groups.set(groupId, (g = { members: [], cursor: 0 }));
+    g.members.push(conn);
+  }
+
+  leave(conn: WsConn, groupId: string): void {
+    const g = this.groups.get(groupId);
+    if (!g) return;
+    const i = g.members.indexOf(conn);
+    if (i >= 0) g.members.splice(i, 1);
+    if (g.members.length === 0) this.groups.delete(groupId);
+  }
+
+  slowConsumer(conn: WsConn, buffered: number): void {
+    this.metrics.slowConsumers.inc({ transport: conn.transport });
+    this.log.warn({ conn: conn.data.client?.memberId, transport: conn.transport, queued: buffered }, 'slow consumer closed');
   }
 
   private publishTopic(t: string, msg: string, label: TransportLabel, exclude: Conn | null): void {
@@ -115,7 +165,8 @@ export class UwsTransport implements Fanout {
     const offered = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const origin = req.getHeader('origin');
-    const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const peer = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const remote = addressFromXff(peer, req.getHeader('x-forwarded-for'), this.node.trustedProxies);
     if (this.node.isDraining()) {
       this.metrics.framesRejected.inc({ reason: 'draining' });
       res.writeStatus('503 Service Unavailable').end('draining\n');
@@ -143,12 +194,18 @@ export class UwsTransport implements Fanout {
       codec = SUBPROTOCOLS[match] as Codec;
       chosen = match;
     }
-    res.upgrade<WsData>({ codec, remote, client: null, closed: false, ending: false }, key, chosen, extensions, context);
+    if (!this.node.admit(remote)) {
+      res.writeStatus('429 Too Many Requests').end(T.TOO_MANY_CONNECTIONS + '\n');
+      return;
+    }
+    res.upgrade<WsData>({ codec, remote, client: null, closed: false, ending: false, conn: null }, key, chosen, extensions, context);
   }
 
   private open(ws: uWS.WebSocket<WsData>): void {
     const data = ws.getUserData();
-    data.client = this.node.connect(new WsConn(ws, data, this.log));
+    const conn = new WsConn(ws, data, this, this.config.maxBackpressureBytes);
+    data.conn = conn;
+    data.client = this.node.connect(conn);
   }
 
   private message(ws: uWS.WebSocket<WsData>, msg: ArrayBuffer, isBinary: boolean): void {
@@ -165,9 +222,11 @@ export class UwsTransport implements Fanout {
     this.node.input(c, { kind: 'op', op });
   }
 
-  private onClose(ws: uWS.WebSocket<WsData>, _code: number): void {
+  private onClose(ws: uWS.WebSocket<WsData>, code: number, msg: ArrayBuffer): void {
     const data = ws.getUserData();
     data.closed = true;
+    if (data.conn) for (const g of data.conn.groups) this.leave(data.conn, g);
+    this.log.debug({ conn: data.client?.memberId, code, reason: Buffer.from(msg).toString() }, 'ws closed');
     if (data.client) this.node.disconnected(data.client);
   }
 }
@@ -176,11 +235,13 @@ class WsConn implements Conn {
   readonly codec: Codec;
   readonly transport: TransportLabel;
   readonly remote: string;
+  readonly groups = new Set<string>();
 
   constructor(
     readonly ws: uWS.WebSocket<WsData>,
     readonly data: WsData,
-    private readonly log: Logger,
+    private readonly t: UwsTransport,
+    private readonly maxBuffered: number,
   ) {
     this.codec = data.codec;
     this.transport = data.codec === 'json' ? 'ws_json' : 'ws_text';
@@ -190,23 +251,34 @@ class WsConn implements Conn {
   write(msg: string): void {
     if (this.data.closed || this.data.ending) return;
     this.ws.send(msg, false);
+    this.checkBackpressure();
+  }
+
+  /** Close (without a close frame: it would queue behind the backlog) once past the bound. */
+  checkBackpressure(): void {
+    if (this.data.closed || this.data.ending) return;
+    const buffered = this.ws.getBufferedAmount();
+    if (buffered <= this.maxBuffered) return;
+    this.data.ending = true;
+    this.t.slowConsumer(this, buffered);
+    this.ws.close();
   }
 
   end(code: number, reason: string): void {
     if (this.data.closed || this.data.ending) return;
     this.data.ending = true;
-    try {
-      this.ws.end(code, reason);
-    } catch (e) {
-      this.log.debug({ err: e }, 'ws end on a closing socket');
-    }
+    this.ws.end(code, reason);
   }
 
   subscribe(groupId: string): void {
-    if (!this.data.closed) this.ws.subscribe(topic(groupId, this.codec));
+    if (this.data.closed) return;
+    this.ws.subscribe(topic(groupId, this.codec));
+    this.groups.add(groupId);
+    this.t.join(this, groupId);
   }
 
   unsubscribe(groupId: string): void {
+    if (this.groups.delete(groupId)) this.t.leave(this, groupId);
     if (!this.data.closed) this.ws.unsubscribe(topic(groupId, this.codec));
   }
 }

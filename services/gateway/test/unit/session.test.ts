@@ -19,7 +19,8 @@ const text = (t: string): Input => ({ kind: 'text', text: t });
 const ok = (r: object): Input => ({ kind: 'result', result: { ok: true, ...r } as never });
 const fail = (code: string, message = code): Input => ({ kind: 'result', result: { ok: false, code, message } as never });
 const sends = (effects: Effect[]): unknown[] => effects.filter((e) => e.kind === 'send').map((e) => (e as { event: unknown }).event);
-const kinds = (effects: Effect[]): string[] => effects.map((e) => (e.kind === 'send' ? `send:${e.event.type}` : e.kind === 'call' ? `call:${e.call.call}` : e.kind));
+const kinds = (effects: Effect[]): string[] =>
+  effects.map((e) => (e.kind === 'send' ? `send:${e.event.type}` : e.kind === 'call' ? `call:${e.call.call}` : e.kind));
 
 describe('text menu flow', () => {
   test('open sends the menu; anything but 1/2/3 is invalid_option and stays in the menu', () => {
@@ -108,11 +109,11 @@ describe('text menu flow', () => {
     assert.equal(s.state.s, 'chat');
   });
 
-  test('chat: lines become publish calls (sanitised), /who and /quit, empty lines ignored, long lines refused', () => {
+  test('chat: lines become publish effects (sanitised, no wait), /who and /quit, empty lines ignored, long lines refused', () => {
     const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3' }, pending: null };
-    const { effects } = run([text('hi\x1b[31m!'), ok({ seq: 1 }), text('   '), text('x'.repeat(11)), text('/who'), ok({ names: ['A'] })], chat);
-    assert.deepEqual(kinds(effects), ['call:publish', 'send:ack', 'send:error', 'call:who', 'send:members']);
-    assert.deepEqual((effects[0] as { call: unknown }).call, { call: 'publish', groupId: '3', name: 'A', text: 'hi!', id: null });
+    const { effects } = run([text('hi\x1b[31m!'), text('again'), text('   '), text('x'.repeat(11)), text('/who'), ok({ names: ['A'] })], chat);
+    assert.deepEqual(kinds(effects), ['publish', 'publish', 'send:error', 'call:who', 'send:members']);
+    assert.deepEqual(effects[0], { kind: 'publish', groupId: '3', name: 'A', text: 'hi!', id: null });
     const quit = run([text('/quit')], chat);
     assert.deepEqual(kinds(quit.effects), ['detach', 'send:bye', 'close']);
   });
@@ -155,11 +156,11 @@ describe('JSON ops', () => {
     assert.equal(s.state.s, 'menu');
   });
 
-  test('send echoes the client id in the ack; engine trouble is an error, not silence', () => {
+  test('send carries the client id to the publish effect; engine trouble on a call is an error, not silence', () => {
     const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3' }, pending: null };
-    const a = run([op({ op: 'send', text: 'hey', id: 'c1' }), ok({ seq: 9 })], chat);
-    assert.deepEqual(sends(a.effects), [{ type: 'ack', id: 'c1', seq: 9 }]);
-    const b = run([op({ op: 'send', text: 'hey' }), fail('unavailable', 'down')], chat);
+    const a = run([op({ op: 'send', text: 'hey', id: 'c1' })], chat);
+    assert.deepEqual(a.effects, [{ kind: 'publish', groupId: '3', name: 'A', text: 'hey', id: 'c1' }]);
+    const b = run([op({ op: 'who' }), fail('unavailable', 'down')], chat);
     assert.deepEqual(sends(b.effects), [{ type: 'error', code: 'unavailable', message: 'down' }]);
   });
 });
