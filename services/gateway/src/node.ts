@@ -32,7 +32,8 @@ export interface Conn {
 
 /** A transport's group fan-out: encode once per codec, write to every local member but `exclude`. */
 export interface Fanout {
-  publish(groupId: string, text: string, json: string, exclude: Conn | null): void;
+  /** `isMessage`: a chat message (counted as delivered), not a notice. */
+  publish(groupId: string, text: string, json: string, exclude: Conn | null, isMessage: boolean): void;
 }
 
 export const CLOSE_RESTART = 1012;
@@ -535,7 +536,7 @@ export class ChatNode {
     const text = encodeText(ev);
     const json = encodeJson(ev);
     if (text === null || json === null) return;
-    for (const f of this.fanouts) f.publish(groupId, text, json, exclude);
+    for (const f of this.fanouts) f.publish(groupId, text, json, exclude, ev.type === 'message');
   }
 
   // ---- drain ----

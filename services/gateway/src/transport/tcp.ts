@@ -95,7 +95,7 @@ export class TcpTransport implements Fanout {
     if (set.size === 0) this.topics.delete(groupId);
   }
 
-  publish(groupId: string, text: string, _json: string, exclude: Conn | null): void {
+  publish(groupId: string, text: string, _json: string, exclude: Conn | null, isMessage: boolean): void {
     const set = this.topics.get(groupId);
     if (!set) return;
     // Encoded once per framing, not once per member.
@@ -108,7 +108,7 @@ export class TcpTransport implements Fanout {
       else conn.writeBytes((line ??= Buffer.from(text + '\n', 'utf8')));
       n++;
     }
-    if (n > 0) this.metrics.delivered.inc({ transport: 'tcp' }, n);
+    if (n > 0 && isMessage) this.metrics.delivered.inc({ transport: 'tcp' }, n);
   }
 }
 

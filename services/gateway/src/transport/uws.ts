@@ -125,9 +125,9 @@ export class UwsTransport implements Fanout {
     this.listenSocket = null;
   }
 
-  publish(groupId: string, text: string, json: string, exclude: Conn | null): void {
-    this.publishTopic(topic(groupId, 'text'), text, 'ws_text', exclude);
-    this.publishTopic(topic(groupId, 'json'), json, 'ws_json', exclude);
+  publish(groupId: string, text: string, json: string, exclude: Conn | null, isMessage: boolean): void {
+    this.publishTopic(topic(groupId, 'text'), text, isMessage ? 'ws_text' : null, exclude);
+    this.publishTopic(topic(groupId, 'json'), json, isMessage ? 'ws_json' : null, exclude);
     this.checkGroup(groupId);
   }
 
@@ -150,14 +150,14 @@ export class UwsTransport implements Fanout {
     this.log.warn({ conn: conn.data.client?.memberId, transport: conn.transport, queued: buffered }, 'slow consumer closed');
   }
 
-  private publishTopic(t: string, msg: string, label: TransportLabel, exclude: Conn | null): void {
+  private publishTopic(t: string, msg: string, label: TransportLabel | null, exclude: Conn | null): void {
     let n = this.app.numSubscribers(t);
     if (n === 0) return;
     if (exclude instanceof WsConn && !exclude.data.closed && exclude.ws.isSubscribed(t)) {
       exclude.ws.publish(t, msg, false); // uWS skips the publishing socket itself
       n--;
     } else this.app.publish(t, msg, false);
-    if (n > 0) this.metrics.delivered.inc({ transport: label }, n);
+    if (n > 0 && label) this.metrics.delivered.inc({ transport: label }, n);
   }
 
   private upgrade(res: uWS.HttpResponse, req: uWS.HttpRequest, context: uWS.us_socket_context_t): void {
@@ -173,7 +173,8 @@ export class UwsTransport implements Fanout {
       return;
     }
     const allowed = this.config.allowedOrigins;
-    if (allowed !== null && !allowed.includes(origin)) {
+    // Browsers always send Origin; clients without one (CLIs, servers) are not the CSWSH risk.
+    if (allowed !== null && origin !== '' && !allowed.includes(origin)) {
       this.metrics.framesRejected.inc({ reason: 'origin' });
       res.writeStatus('403 Forbidden').end('origin not allowed\n');
       return;

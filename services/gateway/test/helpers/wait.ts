@@ -22,7 +22,8 @@ export class Inbox<T> {
     if (i >= 0) {
       const [w] = this.waiters.splice(i, 1);
       w?.resolve(v);
-    } else this.items.push(v);
+    } else if (this.waiters.length === 0) this.items.push(v);
+    // else: someone is skipping ahead to a later item; this one is skipped (consumed) too.
   }
 
   end(err: Error): void {
@@ -33,14 +34,16 @@ export class Inbox<T> {
   next(ms = 5000, what = 'next item', test: (v: T) => boolean = () => true): Promise<T> {
     const i = this.items.findIndex(test);
     if (i >= 0) return Promise.resolve(this.items.splice(0, i + 1).pop() as T);
-    return within(
-      new Promise<T>((resolve) => {
-        this.items = []; // skipped items are consumed, as with a stream
-        this.waiters.push({ test, resolve });
-      }),
-      ms,
-      what,
-    );
+    this.items = []; // skipped items are consumed, as with a stream
+    let waiter: { test: (v: T) => boolean; resolve: (v: T) => void } | undefined;
+    const arrived = new Promise<T>((resolve) => {
+      waiter = { test, resolve };
+      this.waiters.push(waiter);
+    });
+    return within(arrived, ms, what).finally(() => {
+      const k = waiter ? this.waiters.indexOf(waiter) : -1;
+      if (k >= 0) this.waiters.splice(k, 1); // timed out: stop waiting
+    });
   }
 
   /** Items received and not yet consumed. */

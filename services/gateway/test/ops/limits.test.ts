@@ -1,0 +1,176 @@
+// Every limit: exceeded → the documented error or close code; the node keeps serving.
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { test } from 'node:test';
+import WebSocket from 'ws';
+import { LineClient, RawClient, WsClient } from '../helpers/clients.js';
+import { startGateway, type Gateway } from '../helpers/gateway.js';
+import { within } from '../helpers/wait.js';
+
+async function member(gw: Gateway, name: string, create = true, groupId = ''): Promise<{ c: WsClient; groupId: string }> {
+  const c = await WsClient.connect(gw.wsUrl, 'chat.json');
+  await c.nextOfType('menu');
+  c.sendJson(create ? { op: 'create', name, password: 'p' } : { op: 'join', name, groupId, password: 'p' });
+  const j = await c.nextOfType<{ groupId: string }>('joined');
+  return { c, groupId: j.groupId };
+}
+
+test('rate limit: a burst beyond the bucket gets rate_limited; sustained abuse closes with 1008', async () => {
+  const gw = await startGateway({ env: { RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '5' } });
+  try {
+    const { c, groupId } = await member(gw, 'Spam');
+    for (let i = 0; i < 8; i++) c.sendJson({ op: 'send', text: `m${i}` });
+    const seen: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const e = await c.nextJson<{ type: string; code?: string }>();
+      seen.push(e.code ?? e.type);
+    }
+    assert.equal(seen.filter((s) => s === 'ack').length, 5);
+    assert.equal(seen.filter((s) => s === 'rate_limited').length, 3);
+    for (let i = 0; i < 10; i++) c.sendJson({ op: 'send', text: 'more' });
+    assert.equal((await within(c.closed, 5000, 'close for abuse')).code, 1008);
+    // Others are unaffected.
+    const { c: d } = await member(gw, 'Calm', false, groupId);
+    d.sendJson({ op: 'send', text: 'fine' });
+    await d.nextOfType('ack');
+    d.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('the default rate limit lets a member send 10 messages a second', async () => {
+  const gw = await startGateway();
+  try {
+    const { c } = await member(gw, 'Typist');
+    let sent = 0;
+    await new Promise<void>((res) => {
+      const t = setInterval(() => {
+        c.sendJson({ op: 'send', text: `n${sent}` });
+        if (++sent === 30) {
+          clearInterval(t);
+          res();
+        }
+      }, 100);
+    });
+    for (let i = 0; i < 30; i++) assert.equal((await c.nextJson<{ type: string }>()).type, 'ack');
+    c.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('connections per client IP, from X-Forwarded-For and PROXY v1 of trusted proxies only', async () => {
+  const gw = await startGateway({ env: { MAX_CONNECTIONS_PER_IP: '2', TRUSTED_PROXIES: '127.0.0.1,::1' } });
+  try {
+    const xff = { 'x-forwarded-for': '203.0.113.9' };
+    const a = await WsClient.connect(gw.wsUrl, undefined, xff);
+    const b = await WsClient.connect(gw.wsUrl, undefined, xff);
+    await assert.rejects(WsClient.connect(gw.wsUrl, undefined, xff), /429/);
+    const other = await WsClient.connect(gw.wsUrl, undefined, { 'x-forwarded-for': '203.0.113.10' });
+    // Plain loopback clients (no proxy header) are never limited.
+    const plain = await Promise.all([1, 2, 3].map(() => WsClient.connect(gw.wsUrl)));
+    // The same client through the TCP listener, named by a PROXY header: over the limit.
+    const tcp = await RawClient.connect(gw.tcpPort);
+    tcp.send('PROXY TCP4 203.0.113.9 127.0.0.1 40000 7037\r\n');
+    await tcp.expect('Too many connections from your address, try again later!\n');
+    await within(tcp.closed, 5000, 'refused TCP connection to close');
+    a.close();
+    await a.closed;
+    // Once one closes, the address may connect again, and the PROXY header is not chat input.
+    const again = await LineClient.connect(gw.tcpPort);
+    again.socket.write('PROXY TCP4 203.0.113.9 127.0.0.1 40001 7037\r\n');
+    assert.equal(await again.nextLines(4), 'Hello client, please choose an option:\n1. Connect to a group chat\n2. Create a group chat.\n3. Exit the server.');
+    again.send('3');
+    assert.equal(await again.next(), 'You have disconnected from the server.');
+    for (const c of [b, other, ...plain]) c.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('X-Forwarded-For from an untrusted peer is ignored', async () => {
+  const gw = await startGateway({ env: { MAX_CONNECTIONS_PER_IP: '1' } });
+  try {
+    const xff = { 'x-forwarded-for': '203.0.113.9' };
+    const conns = await Promise.all([1, 2, 3].map(() => WsClient.connect(gw.wsUrl, undefined, xff)));
+    assert.equal(conns.length, 3);
+    for (const c of conns) c.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('WebSocket Origin allowlist', async () => {
+  const gw = await startGateway({ env: { ALLOWED_ORIGINS: 'https://chat.example,https://app.example' } });
+  try {
+    const ok = await WsClient.connect(gw.wsUrl, undefined, { origin: 'https://app.example' });
+    await assert.rejects(WsClient.connect(gw.wsUrl, undefined, { origin: 'https://evil.example' }), /403/);
+    const cli = await WsClient.connect(gw.wsUrl); // no Origin: not a browser
+    ok.close();
+    cli.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('sessions stuck in the menu are closed after MENU_TIMEOUT_SECONDS; members in a group are not', async () => {
+  const gw = await startGateway({ env: { MENU_TIMEOUT_SECONDS: '1' } });
+  try {
+    const { c: chatting } = await member(gw, 'Stays');
+    const t = await LineClient.connect(gw.tcpPort);
+    await t.nextLines(4);
+    t.send('2'); // answering prompts does not count as being in a group
+    await t.next();
+    const j = await WsClient.connect(gw.wsUrl, 'chat.json');
+    assert.equal(await t.next(3000), 'You have been idle too long, bye!');
+    await within(t.closed, 3000, 'TCP idle close');
+    assert.equal((await within(j.closed, 3000, 'WS idle close')).code, 4408);
+    chatting.sendJson({ op: 'send', text: 'still here' });
+    await chatting.nextOfType('ack');
+    chatting.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('a WebSocket peer that stops answering pings is reaped after IDLE_TIMEOUT_SECONDS', async () => {
+  const gw = await startGateway({ env: { IDLE_TIMEOUT_SECONDS: '8' } });
+  try {
+    const mute = new WebSocket(gw.wsUrl, { autoPong: false });
+    const closed = new Promise<number>((res) => mute.once('close', (code) => res(code)));
+    await new Promise((res) => mute.once('open', res));
+    const alive = await WsClient.connect(gw.wsUrl); // answers pings (ws default)
+    const code = await within(closed, 30_000, 'the silent peer to be closed');
+    assert.notEqual(code, 1000);
+    assert.equal(alive.ws.readyState, WebSocket.OPEN, 'a peer that answers pings stays');
+    alive.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('oversized TCP input without a newline is bounded (no unbounded buffering)', async () => {
+  const gw = await startGateway({ env: { MAX_FRAME_BYTES: '1024' } });
+  try {
+    const s = connect(gw.tcpPort, '127.0.0.1');
+    const lines: string[] = [];
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d.toString();
+      lines.push(...buf.split('\n').slice(0, -1));
+      buf = buf.split('\n').pop() ?? '';
+    });
+    await new Promise((r) => s.once('connect', r));
+    s.write('a\n'); // line framing
+    for (let i = 0; i < 100; i++) s.write('x'.repeat(10_000)); // 1 MB, never a newline
+    s.write('\n2\n');
+    const t0 = Date.now();
+    while (!lines.includes('Enter your name: ') && Date.now() - t0 < 5000) await new Promise((r) => s.once('data', r));
+    assert.ok(lines.includes('Message too long, try again! '));
+    assert.ok(lines.includes('Enter your name: '));
+    s.destroy();
+  } finally {
+    await gw.stop();
+  }
+});
