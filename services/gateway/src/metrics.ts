@@ -37,6 +37,7 @@ export class Metrics {
   readonly backfills: Counter;
   readonly redisReconnects: Counter;
   readonly idleDisconnects: Counter<'reason'>;
+  readonly authCacheHits: Counter;
   private engineProbe: () => boolean = () => false;
 
   constructor(nodeId: string) {
@@ -90,6 +91,11 @@ export class Metrics {
       name: 'chat_idle_disconnects_total',
       help: 'Sessions closed for idling (menu timeout)',
       labelNames: ['reason'],
+      registers,
+    });
+    this.authCacheHits = new Counter({
+      name: 'chat_auth_cache_hits_total',
+      help: 'Password checks answered from the per-node cache (scrypt skipped)',
       registers,
     });
     for (const t of ['ws_text', 'ws_json', 'tcp'] as const) {

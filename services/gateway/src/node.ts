@@ -314,7 +314,8 @@ export class ChatNode {
           this.log.info({ conn: c.memberId, groupId: rec.id }, '[WRONG PASSWORD]');
           return { ok: false, code: 'wrong_password', message: T.WRONG_PASSWORD };
         }
-        if (!cached) {
+        if (cached) this.metrics.authCacheHits.inc();
+        else {
           if (this.authCache.size >= AUTH_CACHE_SIZE) this.authCache.delete(this.authCache.keys().next().value as string);
           this.authCache.set(cacheKey, rec.passwordHash);
         }

@@ -119,6 +119,33 @@ test('metrics move by exactly the scripted amounts', async (t) => {
   }
 });
 
+test('a successful password check is cached per node: the second join skips scrypt', async () => {
+  const gw = await startGateway();
+  try {
+    const hits = async (): Promise<number> =>
+      parseMetrics(await (await fetch(`http://127.0.0.1:${gw.metricsPort}/metrics`)).text()).get('chat_auth_cache_hits_total') ?? NaN;
+    const a = await WsClient.connect(gw.wsUrl, 'chat.json');
+    a.sendJson({ op: 'create', name: 'A', password: PASSWORD });
+    const { groupId } = await a.nextOfType<{ groupId: string }>('created');
+    const join = async (password: string): Promise<string> => {
+      const c = await WsClient.connect(gw.wsUrl, 'chat.json');
+      c.sendJson({ op: 'join', name: 'B', groupId, password });
+      const r = await c.frames.next(5000, 'join result', (f) => f.includes('"joined"') || f.includes('"error"'));
+      c.close();
+      return (JSON.parse(r) as { type: string }).type;
+    };
+    assert.equal(await join(PASSWORD), 'joined');
+    assert.equal(await hits(), 0);
+    assert.equal(await join(PASSWORD), 'joined');
+    assert.equal(await hits(), 1);
+    assert.equal(await join('wrong'), 'error', 'the cache never admits a wrong password');
+    assert.equal(await hits(), 1);
+    a.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
 test('/healthz and /readyz answer on PORT; /metrics only on METRICS_PORT', async () => {
   const gw = await startGateway();
   try {
