@@ -21,6 +21,8 @@ export class Journal<R> {
   private queue: string[] = [];
   private waiters: Waiter[] = [];
   private writing = false;
+  /** The latest flush loop, for close() to wait on. */
+  private flushing: Promise<void> = Promise.resolve();
   private snapshot: (() => R[]) | null = null;
   readonly path: string;
 
@@ -63,34 +65,42 @@ export class Journal<R> {
     this.queue.push(JSON.stringify(record) + '\n');
     return new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
-      if (!this.writing) void this.flush();
+      this.kick();
     });
   }
 
   /** Replace the file with `snapshot()` at the next flush (it must include everything queued so far). */
   compact(snapshot: () => R[]): void {
     this.snapshot = snapshot;
-    if (!this.writing) void this.flush();
+    this.kick();
+  }
+
+  private kick(): void {
+    if (!this.writing) this.flushing = this.flush();
   }
 
   private async flush(): Promise<void> {
     this.writing = true;
-    while (this.queue.length > 0 || this.snapshot) {
-      const chunk = this.queue.join('');
-      const waiters = this.waiters;
-      const snap = this.snapshot;
-      this.queue = [];
-      this.waiters = [];
-      this.snapshot = null;
-      try {
-        if (snap) await this.swap(snap().map((r) => JSON.stringify(r) + '\n').join(''));
-        else await this.handle().write(chunk);
-        for (const w of waiters) w.resolve();
-      } catch (e) {
-        for (const w of waiters) w.reject(e);
+    // `writing` is cleared right after the last look at the queue, with no await in between.
+    try {
+      while (this.queue.length > 0 || this.snapshot) {
+        const chunk = this.queue.join('');
+        const waiters = this.waiters;
+        const snap = this.snapshot;
+        this.queue = [];
+        this.waiters = [];
+        this.snapshot = null;
+        try {
+          if (snap) await this.swap(snap().map((r) => JSON.stringify(r) + '\n').join(''));
+          else await this.handle().write(chunk);
+          for (const w of waiters) w.resolve();
+        } catch (e) {
+          for (const w of waiters) w.reject(e);
+        }
       }
+    } finally {
+      this.writing = false;
     }
-    this.writing = false;
   }
 
   private async swap(content: string): Promise<void> {
@@ -115,7 +125,7 @@ export class Journal<R> {
 
   /** Wait for queued writes, then close. */
   async close(): Promise<void> {
-    while (this.writing || this.queue.length > 0) await new Promise<void>((r) => setImmediate(r));
+    while (this.writing) await this.flushing;
     await this.fh?.sync().catch(() => undefined);
     await this.fh?.close();
     this.fh = null;
