@@ -2,16 +2,16 @@
 import { ConfigError, loadConfig, type Config } from './config.js';
 import type { Engine } from './engine/engine.js';
 import { MemoryEngine } from './engine/memory.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import { ChatNode } from './node.js';
 import { TcpTransport } from './transport/tcp.js';
 import { UwsTransport, assertNativeUws } from './transport/uws.js';
 
-async function createEngine(config: Config): Promise<Engine> {
+async function createEngine(config: Config, log: Logger): Promise<Engine> {
   if (config.redisUrl || config.redisClusterNodes) {
     const { RedisEngine } = await import('./engine/redis/redis-engine.js');
-    return new RedisEngine(config) as unknown as Engine;
+    return new RedisEngine(config, log);
   }
   return new MemoryEngine({ dataDir: config.dataDir, historyLimit: config.historyLimit });
 }
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const metrics = new Metrics(config.nodeId);
   if (config.secretIsEphemeral) log.info('CHAT_SECRET unset: resume tokens are valid on this process only');
 
-  const engine = await createEngine(config);
+  const engine = await createEngine(config, log);
   await engine.start();
   const node = new ChatNode(engine, config, log, metrics);
   metrics.probeEngine(() => engine.isUp());

@@ -1,0 +1,76 @@
+// Every Redis key and channel name the engine uses, in one place.
+// Per-group keys share the hash tag `{g:<id>}` so one group's registry,
+// history, presence and throttle live in one slot: the Lua scripts touch only
+// one group's keys, and the layout works unchanged on Redis Cluster.
+// Per-node keys share `{n:<instance>}` likewise. The ID counter, the
+// "any group exists" flag and the node registry are cluster-wide singletons.
+
+const PREFIX = 'chat';
+
+/** Group IDs are decimal strings (as allocated by the counter); anything else never reaches a key. */
+export const GROUP_ID = /^(0|[1-9][0-9]{0,15})$/;
+export const isGroupId = (id: string): boolean => GROUP_ID.test(id);
+
+/** INCR: the next group ID is the reply minus one, so IDs start at "0". */
+export const ID_COUNTER = `${PREFIX}:ids`;
+/** Set once a group exists: the seed's "no chats available" rule, cluster-wide. */
+export const GROUPS_EXIST = `${PREFIX}:groups:exist`;
+/** Set of node instances that have registered presence and were not yet swept. */
+export const NODE_REGISTRY = `${PREFIX}:nodes`;
+
+export interface GroupKeys {
+  /** Hash: `h` password hash, `c` creator, `at` created-at (ms), `seq` latest message seq. */
+  meta: string;
+  /** Stream of messages, entry ID `<seq>-0`, fields `f` from, `x` text, `ts`, `o` origin; capped at HISTORY_LIMIT. */
+  history: string;
+  /** Hash: member ID → `<instance> <name>`. */
+  members: string;
+  /** Counter of wrong passwords, expiring AUTH_LOCKOUT_SECONDS after the first. */
+  authFailures: string;
+  /** Pub/sub channel: chat messages and join/leave notices. */
+  channel: string;
+}
+
+export function groupKeys(id: string): GroupKeys {
+  if (!isGroupId(id)) throw new Error('invalid group id');
+  const base = `${PREFIX}:{g:${id}}`;
+  return {
+    meta: base,
+    history: `${base}:history`,
+    members: `${base}:members`,
+    authFailures: `${base}:authfail`,
+    channel: `${base}:ch`,
+  };
+}
+
+const CHANNEL = /^chat:\{g:(0|[1-9][0-9]{0,15})\}:ch$/;
+
+/** The group a channel belongs to, or null for a channel that is not ours. */
+export function channelGroup(channel: string): string | null {
+  return CHANNEL.exec(channel)?.[1] ?? null;
+}
+
+/** Instance IDs go into key names and presence values: keep them to a safe alphabet (no braces, no spaces). */
+export function instanceId(nodeId: string, random: string): string {
+  return `${nodeId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)}.${random}`;
+}
+
+export interface NodeKeys {
+  /** String with a TTL (PRESENCE_TTL_SECONDS), refreshed by the node's heartbeat: the node is alive while it exists. */
+  alive: string;
+  /** Set of group IDs where this instance registered members (what a sweeper must clean). */
+  groups: string;
+}
+
+export function nodeKeys(instance: string): NodeKeys {
+  const base = `${PREFIX}:{n:${instance}}`;
+  return { alive: `${base}:alive`, groups: `${base}:groups` };
+}
+
+/** Presence hash value: the instance that holds the connection, then the name. */
+export const memberValue = (instance: string, name: string): string => `${instance} ${name}`;
+
+export function parseMemberValue(v: string): { instance: string; name: string } | null {
+  const sp = v.indexOf(' ');
+  return sp > 0 ? { instance: v.slice(0, sp), name: v.slice(sp + 1) } : null;
+}

@@ -1,0 +1,48 @@
+// Parsing what comes back from Redis: channel payloads and history stream
+// entries. Untrusted bytes in, typed values or null out; never throws.
+import type { ChannelEvent, StoredMessage } from '../engine.js';
+
+export type StreamEntry = [id: string, fields: string[]];
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `{"t":"m","seq",from,text,ts,origin}` (from publish.lua) or `{"t":"n",kind,name,origin}` (a notice). */
+export function parseChannelPayload(groupId: string, payload: string): ChannelEvent | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(payload);
+  } catch {
+    return null;
+  }
+  if (!isObj(v)) return null;
+  if (v['t'] === 'm') {
+    const { seq, from, text, ts, origin } = v;
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return null;
+    if (typeof from !== 'string' || typeof text !== 'string' || typeof ts !== 'number' || typeof origin !== 'string') return null;
+    return { kind: 'message', message: { groupId, seq, from, text, ts, origin } };
+  }
+  if (v['t'] === 'n') {
+    const { kind, name, origin } = v;
+    if ((kind !== 'joined' && kind !== 'left') || typeof name !== 'string' || typeof origin !== 'string') return null;
+    return { kind: 'notice', notice: { kind, groupId, name, origin } };
+  }
+  return null;
+}
+
+/** XRANGE rows (`<seq>-0`, [f, from, x, text, ts, ms, o, origin]) → messages; malformed rows are skipped. */
+export function parseStreamEntries(groupId: string, rows: StreamEntry[]): StoredMessage[] {
+  const out: StoredMessage[] = [];
+  for (const [id, fields] of rows) {
+    const seq = Number(id.slice(0, id.indexOf('-')));
+    if (!Number.isSafeInteger(seq) || seq < 1) continue;
+    const f: Record<string, string> = {};
+    for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
+    const from = f['f'];
+    const text = f['x'];
+    const ts = Number(f['ts']);
+    if (from === undefined || text === undefined || !Number.isFinite(ts)) continue;
+    out.push({ groupId, seq, from, text, ts, origin: f['o'] ?? '' });
+  }
+  return out;
+}

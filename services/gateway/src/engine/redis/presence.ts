@@ -1,0 +1,196 @@
+// Cluster-wide presence with node heartbeats.
+//
+// Each gateway process registers as an *instance* (its NODE_ID plus a random
+// suffix) with a TTL key it refreshes every third of PRESENCE_TTL_SECONDS.
+// A member is a field in the group's members hash whose value names the
+// instance holding the connection. Readers skip members of instances whose
+// key is gone, so a kill -9'd node's members vanish from /who within the TTL;
+// a sweeper (any live node, on its heartbeat) then deletes them for good and
+// publishes their `left` notices.
+//
+// An instance that finds its own key expired (Redis was unreachable longer
+// than the TTL, or lost data) may already have been swept: it re-registers
+// under a fresh instance ID and writes its local members again.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../../log.js';
+import { groupKeys, instanceId, memberValue, NODE_REGISTRY, nodeKeys, parseMemberValue } from './keys.js';
+import type { ScriptedRedis } from './scripts.js';
+
+export interface PresenceOptions {
+  nodeId: string;
+  ttlMs: number;
+  log: Logger;
+  /** The command connection (read when used: the engine owns it). */
+  redis: () => ScriptedRedis;
+  isReady: () => boolean;
+  /** Announce a member that a sweep removed. */
+  onSwept: (groupId: string, memberId: string, name: string) => Promise<void>;
+}
+
+/** How much longer than the TTL a node's group list outlives its last heartbeat, for sweepers to find it. */
+const GROUPS_TTL_FACTOR = 10;
+
+type Exec = Array<[Error | null, unknown]> | null;
+
+function check(results: Exec): unknown[] {
+  if (!results) throw new Error('pipeline aborted');
+  return results.map(([err, v]) => {
+    if (err) throw err;
+    return v;
+  });
+}
+
+export class Presence {
+  private instance: string;
+  private registered = false;
+  private timer: NodeJS.Timeout | null = null;
+  private beating: Promise<void> | null = null;
+  /** This process's members, to write again after a re-registration. */
+  private local = new Map<string, { groupId: string; name: string }>();
+
+  constructor(private readonly o: PresenceOptions) {
+    this.instance = this.newInstance();
+  }
+
+  get instanceId(): string {
+    return this.instance;
+  }
+
+  private newInstance(): string {
+    return instanceId(this.o.nodeId, randomBytes(6).toString('hex'));
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.beat(), Math.max(100, Math.floor(this.o.ttlMs / 3)));
+    this.timer.unref();
+    void this.beat();
+  }
+
+  /** One heartbeat at a time; a beat that fails (Redis down) is simply retried by the next. */
+  beat(): Promise<void> {
+    if (this.beating) return this.beating;
+    if (!this.o.isReady()) return Promise.resolve();
+    this.beating = this.beatOnce()
+      .catch((e: unknown) => this.o.log.debug({ err: e instanceof Error ? e.message : String(e) }, 'presence heartbeat failed'))
+      .finally(() => {
+        this.beating = null;
+      });
+    return this.beating;
+  }
+
+  private async beatOnce(): Promise<void> {
+    const r = this.o.redis();
+    const nk = nodeKeys(this.instance);
+    const refreshed = await r.set(nk.alive, '1', 'PX', this.o.ttlMs, 'XX');
+    if (refreshed === null) await this.register();
+    else await r.pexpire(nk.groups, this.o.ttlMs * GROUPS_TTL_FACTOR);
+    await this.sweepDead();
+  }
+
+  /** Announce this instance (the alive key first, so a registered instance always looks alive) and write its members. */
+  private async register(): Promise<void> {
+    if (this.registered) {
+      const old = this.instance;
+      this.instance = this.newInstance();
+      this.o.log.warn({ old, instance: this.instance }, '[PRESENCE RE-REGISTER] heartbeat key had expired');
+    }
+    const nk = nodeKeys(this.instance);
+    const p = this.o.redis().pipeline().set(nk.alive, '1', 'PX', this.o.ttlMs).sadd(NODE_REGISTRY, this.instance);
+    for (const [memberId, m] of this.local) {
+      p.hset(groupKeys(m.groupId).members, memberId, memberValue(this.instance, m.name));
+      p.sadd(nk.groups, m.groupId);
+    }
+    p.pexpire(nk.groups, this.o.ttlMs * GROUPS_TTL_FACTOR);
+    check(await p.exec());
+    this.registered = true;
+  }
+
+  /** Find registered instances whose heartbeat key is gone; whoever removes one from the registry sweeps it. */
+  private async sweepDead(): Promise<void> {
+    const r = this.o.redis();
+    const others = (await r.smembers(NODE_REGISTRY)).filter((i) => i !== this.instance);
+    if (others.length === 0) return;
+    const p = r.pipeline();
+    for (const i of others) p.exists(nodeKeys(i).alive);
+    const alive = check(await p.exec());
+    for (let k = 0; k < others.length; k++) {
+      if (alive[k] !== 0) continue;
+      const dead = others[k] as string;
+      if ((await r.srem(NODE_REGISTRY, dead)) === 1) await this.sweep(dead);
+    }
+  }
+
+  /** Delete a dead instance's members everywhere it had any, announcing each. */
+  private async sweep(instance: string): Promise<number> {
+    const r = this.o.redis();
+    const nk = nodeKeys(instance);
+    const groups = await r.smembers(nk.groups);
+    let removed = 0;
+    for (const groupId of groups) {
+      let gone: string[];
+      try {
+        gone = await r.chatSweepMembers(groupKeys(groupId).members, instance);
+      } catch {
+        continue; // not a group ID we know how to key: skip it
+      }
+      for (let i = 0; i + 1 < gone.length; i += 2) {
+        removed++;
+        await this.o.onSwept(groupId, gone[i] as string, gone[i + 1] as string).catch(() => undefined);
+      }
+    }
+    await r.del(nk.groups);
+    this.o.log.info({ instance, groups: groups.length, members: removed }, '[PRESENCE SWEPT]');
+    return removed;
+  }
+
+  async add(groupId: string, memberId: string, name: string): Promise<void> {
+    this.local.set(memberId, { groupId, name });
+    const nk = nodeKeys(this.instance);
+    const p = this.o
+      .redis()
+      .pipeline()
+      .hset(groupKeys(groupId).members, memberId, memberValue(this.instance, name))
+      .sadd(nk.groups, groupId)
+      .pexpire(nk.groups, this.o.ttlMs * GROUPS_TTL_FACTOR);
+    check(await p.exec());
+  }
+
+  async remove(groupId: string, memberId: string): Promise<void> {
+    this.local.delete(memberId);
+    await this.o.redis().hdel(groupKeys(groupId).members, memberId);
+  }
+
+  /** Names of the group's members on live instances. */
+  async list(groupId: string): Promise<string[]> {
+    const r = this.o.redis();
+    const all = await r.hgetall(groupKeys(groupId).members);
+    const entries = Object.values(all)
+      .map(parseMemberValue)
+      .filter((m): m is { instance: string; name: string } => m !== null);
+    const instances = [...new Set(entries.map((m) => m.instance))].filter((i) => i !== this.instance);
+    const dead = new Set<string>();
+    if (instances.length > 0) {
+      const p = r.pipeline();
+      for (const i of instances) p.exists(nodeKeys(i).alive);
+      check(await p.exec()).forEach((v, k) => {
+        if (v === 0) dead.add(instances[k] as string);
+      });
+    }
+    return entries.filter((m) => !dead.has(m.instance)).map((m) => m.name);
+  }
+
+  /** Graceful stop: take this instance's remaining members out now rather than after the TTL. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.beating;
+    if (!this.o.isReady() || !this.registered) return;
+    const nk = nodeKeys(this.instance);
+    try {
+      await this.sweep(this.instance);
+      await this.o.redis().pipeline().del(nk.alive).srem(NODE_REGISTRY, this.instance).exec();
+    } catch (e) {
+      this.o.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'presence cleanup at stop failed');
+    }
+  }
+}

@@ -1,0 +1,37 @@
+// The Lua scripts (scripts/*.lua, one file each), registered on a connection
+// with ioredis `defineCommand` so callers get typed methods and ioredis does
+// the EVALSHA / NOSCRIPT → EVAL dance (a restarted Redis has an empty script cache).
+// `make build` copies the .lua files beside the compiled JavaScript.
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+
+const lua = (name: string): string => readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
+
+const SCRIPTS = {
+  chatCreateGroup: { file: 'create_group', keys: 1 },
+  chatPublish: { file: 'publish', keys: 2 },
+  chatAuthFailure: { file: 'auth_failure', keys: 1 },
+  chatSweepMembers: { file: 'sweep_members', keys: 1 },
+} as const;
+
+type Arg = string | number;
+
+export interface ScriptCommands {
+  chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg): Promise<number>;
+  chatPublish(meta: string, history: string, channel: string, limit: Arg, from: string, text: string, ts: Arg, origin: string, payloadTail: string): Promise<number>;
+  chatAuthFailure(counter: string, windowSeconds: Arg): Promise<number>;
+  chatSweepMembers(members: string, instance: string): Promise<string[]>;
+}
+
+export type ScriptedRedis = Redis & ScriptCommands;
+
+/** Read the script files once per process. */
+let sources: Record<keyof typeof SCRIPTS, string> | null = null;
+
+export function defineScripts(conn: Redis): ScriptedRedis {
+  sources ??= Object.fromEntries(Object.entries(SCRIPTS).map(([name, s]) => [name, lua(s.file)])) as Record<keyof typeof SCRIPTS, string>;
+  for (const [name, s] of Object.entries(SCRIPTS)) {
+    conn.defineCommand(name, { numberOfKeys: s.keys, lua: sources[name as keyof typeof SCRIPTS] });
+  }
+  return conn as ScriptedRedis;
+}

@@ -1,0 +1,11 @@
+-- Store a new group under an ID the caller took from the counter, never
+-- overwriting: if the ID is taken (the counter went backwards, e.g. after a
+-- failover), reply 0 and the caller takes the next ID.
+-- KEYS[1] group hash
+-- ARGV[1] password hash, ARGV[2] creator, ARGV[3] created-at (ms)
+-- Reply: 1 stored, 0 taken.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'c', ARGV[2], 'at', ARGV[3], 'seq', 0)
+return 1

@@ -1,0 +1,392 @@
+// One behavioural suite for every Engine, run in-process: the embedded
+// MemoryEngine (temp DATA_DIR) and the RedisEngine (a real redis-server).
+// Then what only the Redis engine has: several processes' worth of engines on
+// one Redis, a counter gone backwards, a killed subscriber connection, an outage.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { loadConfig } from '../../src/config.js';
+import { EngineUnavailableError, type ChannelEvent, type Engine, type StoredMessage } from '../../src/engine/engine.js';
+import { MemoryEngine } from '../../src/engine/memory.js';
+import { RedisEngine } from '../../src/engine/redis/redis-engine.js';
+import { ID_COUNTER, NODE_REGISTRY, groupKeys, memberValue, nodeKeys } from '../../src/engine/redis/keys.js';
+import { tempDir } from '../helpers/gateway.js';
+import { RedisServer } from '../helpers/redis.js';
+import { Inbox, until } from '../helpers/wait.js';
+
+const HISTORY_LIMIT = 5;
+const rec = (creator: string) => ({ passwordHash: `scrypt$1024$8$1$salt$${creator}`, creator, createdAt: 1_700_000_000_000 });
+const msg = (from: string, text: string) => ({ from, text, ts: Date.now(), origin: `node/${from}` });
+
+function redisEngine(server: RedisServer, nodeId = 'conf-a', env: Record<string, string> = {}): RedisEngine {
+  const config = loadConfig({
+    REDIS_URL: server.url,
+    CHAT_SECRET: 'conformance-secret-0123456789',
+    HISTORY_LIMIT: String(HISTORY_LIMIT),
+    NODE_ID: nodeId,
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  return new RedisEngine(config);
+}
+
+/** Listens to one group's channel: events in arrival order. */
+function listen(): { inbox: Inbox<ChannelEvent>; listener: (ev: ChannelEvent) => void } {
+  const inbox = new Inbox<ChannelEvent>();
+  return { inbox, listener: (ev) => inbox.push(ev) };
+}
+
+async function nextMessage(inbox: Inbox<ChannelEvent>, what: string): Promise<StoredMessage> {
+  const ev = await inbox.next(5000, what, (e) => e.kind === 'message');
+  assert.equal(ev.kind, 'message');
+  return ev.message;
+}
+
+interface Harness {
+  /** A started engine on empty state. */
+  fresh(): Promise<Engine>;
+  /** A new engine instance on the state `e` left (e is stopped first). */
+  reopen(e: Engine): Promise<Engine>;
+  close(): Promise<void>;
+}
+
+const harnesses: Record<'memory' | 'redis', () => Promise<Harness>> = {
+  memory: async () => {
+    const dirs = new WeakMap<Engine, string>();
+    const open = async (dir: string): Promise<Engine> => {
+      const e = new MemoryEngine({ dataDir: dir, historyLimit: HISTORY_LIMIT });
+      dirs.set(e, dir);
+      await e.start();
+      return e;
+    };
+    return {
+      fresh: () => open(tempDir('chat-conf-')),
+      reopen: async (e) => {
+        await e.stop();
+        return open(dirs.get(e) as string);
+      },
+      close: async () => undefined,
+    };
+  },
+  redis: async () => {
+    const server = await RedisServer.start();
+    return {
+      fresh: async () => {
+        await server.admin.flushall();
+        const e = redisEngine(server);
+        await e.start();
+        return e;
+      },
+      reopen: async (e) => {
+        await e.stop();
+        const again = redisEngine(server, 'conf-b');
+        await again.start();
+        return again;
+      },
+      close: () => server.close(),
+    };
+  },
+};
+
+for (const name of ['memory', 'redis'] as const) {
+  describe(`engine conformance: ${name}`, () => {
+    let h: Harness;
+    const open: Engine[] = [];
+    const fresh = async (): Promise<Engine> => {
+      const e = await h.fresh();
+      open.push(e);
+      return e;
+    };
+    before(async () => {
+      h = await harnesses[name]();
+    });
+    after(async () => {
+      for (const e of open) await e.stop();
+      await h.close();
+    });
+
+    test('is up once started, down once stopped', async () => {
+      const e = await h.fresh();
+      assert.equal(e.isUp(), true);
+      await e.stop();
+      assert.equal(e.isUp(), false);
+    });
+
+    test('group IDs come from one counter starting at "0"; records read back', async () => {
+      const e = await fresh();
+      assert.equal(await e.hasGroups(), false);
+      assert.equal(await e.getGroup('0'), null);
+      const ids: string[] = [];
+      for (const who of ['ann', 'bob', 'cy']) ids.push((await e.createGroup(rec(who))).id);
+      assert.deepEqual(ids, ['0', '1', '2']);
+      assert.equal(await e.hasGroups(), true);
+      assert.deepEqual(await e.getGroup('1'), { id: '1', ...rec('bob') });
+      assert.equal(await e.getGroup('3'), null);
+      assert.equal(await e.getGroup('not-an-id'), null);
+      assert.equal(await e.latestSeq('0'), 0);
+    });
+
+    test('concurrent creates get distinct consecutive IDs', async () => {
+      const e = await fresh();
+      const got = await Promise.all(Array.from({ length: 50 }, (_, i) => e.createGroup(rec(`u${i}`))));
+      assert.deepEqual(got.map((g) => Number(g.id)).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i));
+      for (const g of got) assert.equal((await e.getGroup(g.id))?.creator, g.creator);
+    });
+
+    test('a reopened engine keeps groups and history and never reuses or overwrites an ID', async () => {
+      let e = await fresh();
+      await e.createGroup(rec('ann'));
+      await e.createGroup(rec('bob'));
+      await e.publish('1', msg('bob', 'kept'));
+      e = await h.reopen(e);
+      open.push(e);
+      assert.equal(await e.hasGroups(), true);
+      assert.deepEqual(await e.getGroup('0'), { id: '0', ...rec('ann') });
+      assert.equal((await e.createGroup(rec('cy'))).id, '2');
+      assert.deepEqual(await e.getGroup('1'), { id: '1', ...rec('bob') });
+      assert.deepEqual((await e.history('1', { limit: 10 })).map((m) => [m.seq, m.text]), [[1, 'kept']]);
+      assert.equal(await e.latestSeq('1'), 1);
+    });
+
+    test('publish: seq grows by one per message, latestSeq follows, concurrent sends get distinct seqs', async () => {
+      const e = await fresh();
+      const g = (await e.createGroup(rec('ann'))).id;
+      const other = (await e.createGroup(rec('bob'))).id;
+      const first = await e.publish(g, msg('ann', 'one'));
+      assert.equal(first.seq, 1);
+      assert.equal(first.groupId, g);
+      assert.equal(first.text, 'one');
+      assert.equal((await e.publish(g, msg('ann', 'two'))).seq, 2);
+      assert.equal(await e.latestSeq(g), 2);
+      assert.equal(await e.latestSeq(other), 0, 'seq is per group');
+      const seqs = (await Promise.all(Array.from({ length: 20 }, (_, i) => e.publish(g, msg('ann', `c${i}`))))).map((m) => m.seq);
+      assert.deepEqual([...seqs].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 3));
+      assert.equal(await e.latestSeq(g), 22);
+    });
+
+    test('publish to a group that does not exist fails and stores nothing', async () => {
+      const e = await fresh();
+      await assert.rejects(e.publish('7', msg('ann', 'lost')));
+      assert.equal(await e.latestSeq('7'), 0);
+      assert.deepEqual(await e.history('7', { limit: 10 }), []);
+    });
+
+    test('history: newest N oldest first, since a seq, capped at HISTORY_LIMIT, text as sent', async () => {
+      const e = await fresh();
+      const g = (await e.createGroup(rec('ann'))).id;
+      assert.deepEqual(await e.history(g, { limit: 10 }), []);
+      const odd = 'ünï "quoted" \\ / {"t":"m"} \u2028 line';
+      for (let i = 1; i <= 8; i++) await e.publish(g, msg('ann', i === 8 ? odd : `m${i}`));
+      const seqs = (ms: StoredMessage[]): number[] => ms.map((m) => m.seq);
+      assert.deepEqual(seqs(await e.history(g, { limit: 100 })), [4, 5, 6, 7, 8], 'only HISTORY_LIMIT kept');
+      assert.deepEqual(seqs(await e.history(g, { limit: 2 })), [7, 8]);
+      assert.deepEqual(seqs(await e.history(g, { since: 5, limit: 100 })), [6, 7, 8]);
+      assert.deepEqual(seqs(await e.history(g, { since: 1, limit: 100 })), [4, 5, 6, 7, 8], 'since older than what is kept');
+      assert.deepEqual(seqs(await e.history(g, { since: 0, limit: 2 })), [4, 5]);
+      assert.deepEqual(await e.history(g, { since: 8, limit: 100 }), []);
+      const last = (await e.history(g, { since: 7, limit: 1 }))[0];
+      assert.equal(last?.text, odd);
+      assert.equal(last?.from, 'ann');
+      assert.equal(typeof last?.ts, 'number');
+    });
+
+    test('subscribe delivers each message once in seq order; unsubscribe stops delivery', async () => {
+      const e = await fresh();
+      const g = (await e.createGroup(rec('ann'))).id;
+      const g2 = (await e.createGroup(rec('bob'))).id;
+      const a = listen();
+      const b = listen();
+      await e.subscribe(g, a.listener);
+      await e.subscribe(g2, b.listener);
+      for (let i = 1; i <= 10; i++) await e.publish(g, msg('ann', `m${i}`));
+      for (let i = 1; i <= 10; i++) {
+        const m = await nextMessage(a.inbox, `message ${i}`);
+        assert.deepEqual([m.seq, m.text, m.from, m.origin], [i, `m${i}`, 'ann', 'node/ann']);
+      }
+      await e.unsubscribe(g);
+      await e.publish(g, msg('ann', 'unheard'));
+      await e.publish(g2, msg('bob', 'marker'));
+      // Delivery is in order per engine, so once g2's message is in, g's would have been too.
+      assert.equal((await nextMessage(b.inbox, 'marker')).text, 'marker');
+      assert.deepEqual(a.inbox.peek(), [], 'nothing after unsubscribe');
+      // Subscribing again (a new listener) works.
+      const c = listen();
+      await e.subscribe(g, c.listener);
+      await e.publish(g, msg('ann', 'again'));
+      assert.equal((await nextMessage(c.inbox, 'after resubscribe')).seq, 12);
+    });
+
+    test('notices reach the subscriber, carry no seq and are not stored', async () => {
+      const e = await fresh();
+      const g = (await e.createGroup(rec('ann'))).id;
+      const a = listen();
+      await e.subscribe(g, a.listener);
+      await e.notify({ kind: 'joined', groupId: g, name: 'maya', origin: 'n1/5' });
+      await e.notify({ kind: 'left', groupId: g, name: 'maya', origin: 'n1/5' });
+      assert.deepEqual(await a.inbox.next(5000, 'joined notice'), { kind: 'notice', notice: { kind: 'joined', groupId: g, name: 'maya', origin: 'n1/5' } });
+      assert.deepEqual(await a.inbox.next(5000, 'left notice'), { kind: 'notice', notice: { kind: 'left', groupId: g, name: 'maya', origin: 'n1/5' } });
+      assert.equal(await e.latestSeq(g), 0);
+      assert.deepEqual(await e.history(g, { limit: 10 }), []);
+    });
+
+    test('presence: add, list, remove, per group', async () => {
+      const e = await fresh();
+      const g = (await e.createGroup(rec('ann'))).id;
+      const g2 = (await e.createGroup(rec('bob'))).id;
+      assert.deepEqual(await e.members(g), []);
+      await e.addMember(g, 'n1/1', 'ann');
+      await e.addMember(g, 'n1/2', 'maya');
+      await e.addMember(g, 'n2/1', 'ann');
+      await e.addMember(g2, 'n1/3', 'bob');
+      assert.deepEqual((await e.members(g)).sort(), ['ann', 'ann', 'maya']);
+      assert.deepEqual(await e.members(g2), ['bob']);
+      await e.removeMember(g, 'n1/1');
+      await e.removeMember(g, 'n1/404');
+      assert.deepEqual((await e.members(g)).sort(), ['ann', 'maya']);
+      await e.removeMember(g, 'n1/2');
+      await e.removeMember(g, 'n2/1');
+      assert.deepEqual(await e.members(g), []);
+      assert.deepEqual(await e.members(g2), ['bob']);
+    });
+
+    test('wrong-password throttle: per group, locks at max, unlocks when the window ends', async () => {
+      const e = await fresh();
+      const g = (await e.createGroup(rec('ann'))).id;
+      const g2 = (await e.createGroup(rec('bob'))).id;
+      assert.equal(await e.authLocked(g, 3), false);
+      await e.recordAuthFailure(g, 1);
+      await e.recordAuthFailure(g, 1);
+      assert.equal(await e.authLocked(g, 3), false);
+      await e.recordAuthFailure(g, 1);
+      assert.equal(await e.authLocked(g, 3), true);
+      assert.equal(await e.authLocked(g2, 3), false, 'other groups are not affected');
+      const lockedAt = Date.now();
+      await until(async () => !(await e.authLocked(g, 3)), 5000, 'the lockout window to end');
+      assert.ok(Date.now() - lockedAt < 2500, 'unlocked within about the window');
+    });
+  });
+}
+
+describe('redis engine: several nodes on one Redis', () => {
+  let server: RedisServer;
+  const engines: RedisEngine[] = [];
+  const node = async (id: string, env: Record<string, string> = {}): Promise<RedisEngine> => {
+    const e = redisEngine(server, id, env);
+    engines.push(e);
+    await e.start();
+    return e;
+  };
+  before(async () => {
+    server = await RedisServer.start();
+  });
+  after(async () => {
+    for (const e of engines) await e.stop();
+    await server.close();
+  });
+
+  test('groups, seq, history, presence and channels are shared; one subscription per group per node', async () => {
+    await server.admin.flushall();
+    const a = await node('a');
+    const b = await node('b');
+    const g = (await a.createGroup(rec('ann'))).id;
+    assert.equal((await b.createGroup(rec('bob'))).id, '1');
+    assert.deepEqual(await b.getGroup(g), { id: g, ...rec('ann') });
+    const onA = listen();
+    const onB = listen();
+    await a.subscribe(g, onA.listener);
+    await b.subscribe(g, onB.listener);
+    const [numsub] = (await server.admin.pubsub('NUMSUB', groupKeys(g).channel)).slice(1) as [number];
+    assert.equal(numsub, 2);
+    await a.publish(g, msg('ann', 'from a'));
+    await b.publish(g, msg('bob', 'from b'));
+    for (const inbox of [onA.inbox, onB.inbox]) {
+      assert.deepEqual([(await nextMessage(inbox, 'first')).text, (await nextMessage(inbox, 'second')).text], ['from a', 'from b']);
+    }
+    await a.addMember(g, 'a/1', 'ann');
+    await b.addMember(g, 'b/1', 'bob');
+    assert.deepEqual((await a.members(g)).sort(), ['ann', 'bob']);
+    await b.recordAuthFailure(g, 60);
+    await a.recordAuthFailure(g, 60);
+    assert.equal(await b.authLocked(g, 2), true, 'failures on two nodes count together');
+  });
+
+  test('a counter gone backwards never overwrites a group: creation takes the next free ID', async () => {
+    await server.admin.flushall();
+    const a = await node('a2');
+    for (const who of ['ann', 'bob', 'cy']) await a.createGroup(rec(who));
+    await server.admin.set(ID_COUNTER, '1'); // as if a failover lost two increments
+    const created = await a.createGroup(rec('dan'));
+    assert.equal(created.id, '3');
+    assert.deepEqual(await a.getGroup('1'), { id: '1', ...rec('bob') });
+    assert.deepEqual(await a.getGroup('2'), { id: '2', ...rec('cy') });
+    assert.equal((await a.createGroup(rec('eve'))).id, '4');
+  });
+
+  test('a killed subscriber connection comes back, resubscribes and asks for a resync', async () => {
+    await server.admin.flushall();
+    const a = await node('a3');
+    const g = (await a.createGroup(rec('ann'))).id;
+    const l = listen();
+    await a.subscribe(g, l.listener);
+    const killed = await server.admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    assert.ok(Number(killed) >= 1);
+    await l.inbox.next(10_000, 'a resync event', (ev) => ev.kind === 'resync');
+    assert.equal(a.isUp(), true);
+    await a.publish(g, msg('ann', 'after'));
+    assert.equal((await nextMessage(l.inbox, 'live again')).text, 'after');
+  });
+
+  test('a dead node’s members are hidden at once and swept by a live node, with left notices', async () => {
+    await server.admin.flushall();
+    const watcher = await node('w', { PRESENCE_TTL_SECONDS: '1' });
+    const g = (await watcher.createGroup(rec('ann'))).id;
+    const l = listen();
+    await watcher.subscribe(g, l.listener);
+    await watcher.addMember(g, 'w/1', 'ann');
+    // What a kill -9'd node leaves behind: its registration and members, and no heartbeat key.
+    const dead = 'v.0badc0ffee00';
+    await server.admin.sadd(NODE_REGISTRY, dead);
+    await server.admin.sadd(nodeKeys(dead).groups, g);
+    await server.admin.hset(groupKeys(g).members, 'v/1', memberValue(dead, 'ghost'));
+    assert.deepEqual(await watcher.members(g), ['ann'], 'members of a node without a heartbeat are not listed');
+    const left = await l.inbox.next(5000, 'left notice from the sweep', (ev) => ev.kind === 'notice');
+    assert.deepEqual(left, { kind: 'notice', notice: { kind: 'left', groupId: g, name: 'ghost', origin: 'v/1' } });
+    assert.equal(await server.admin.hexists(groupKeys(g).members, 'v/1'), 0, 'swept from Redis');
+    assert.equal(await server.admin.sismember(NODE_REGISTRY, dead), 0);
+    assert.deepEqual(await watcher.members(g), ['ann']);
+  });
+});
+
+describe('redis engine: Redis goes away and comes back', () => {
+  let server: RedisServer;
+  let e: RedisEngine;
+  before(async () => {
+    server = await RedisServer.start({ appendonly: true });
+    e = redisEngine(server, 'outage');
+    await e.start();
+  });
+  after(async () => {
+    await e.stop();
+    await server.close();
+  });
+
+  test('calls fail fast with EngineUnavailableError while it is down; state and delivery come back', async () => {
+    const g = (await e.createGroup(rec('ann'))).id;
+    const l = listen();
+    await e.subscribe(g, l.listener);
+    await e.publish(g, msg('ann', 'before'));
+    await server.stop();
+    await until(() => !e.isUp(), 5000, 'engine to notice Redis is down');
+    const t0 = Date.now();
+    await assert.rejects(e.publish(g, msg('ann', 'during')), EngineUnavailableError);
+    await assert.rejects(e.getGroup(g), EngineUnavailableError);
+    await assert.rejects(e.createGroup(rec('bob')), EngineUnavailableError);
+    assert.ok(Date.now() - t0 < 1000, 'no waiting in a queue');
+    await server.restart();
+    await l.inbox.next(10_000, 'a resync after reconnect', (ev) => ev.kind === 'resync');
+    assert.equal(e.isUp(), true);
+    assert.deepEqual(await e.getGroup(g), { id: g, ...rec('ann') });
+    assert.deepEqual((await e.history(g, { limit: 10 })).map((m) => m.text), ['before']);
+    assert.equal((await e.publish(g, msg('ann', 'after'))).seq, 2);
+    assert.equal((await nextMessage(l.inbox, 'delivery after restart')).text, 'after');
+  });
+});
