@@ -79,10 +79,21 @@ export class Gateway {
     return this.logs.next(ms, `log line ${msg}`, (l) => l.msg === msg && test(l));
   }
 
-  /** Send a signal and wait for the exit. */
+  /** Send a signal and wait for the exit, then run the cleanups (e.g. stop the gateway's own redis-server). */
   async stop(signal: NodeJS.Signals = 'SIGTERM', ms = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
-    return within(this.exited, ms, `gateway exit after ${signal}`);
+    try {
+      return await within(this.exited, ms, `gateway exit after ${signal}`);
+    } finally {
+      for (const f of this.cleanups.splice(0).reverse()) await f();
+    }
+  }
+
+  private readonly cleanups: Array<() => Promise<void>> = [];
+
+  /** Run `f` once the gateway has stopped (see stop()). */
+  addCleanup(f: () => Promise<void>): void {
+    this.cleanups.push(f);
   }
 }
 
