@@ -1,7 +1,7 @@
 SHELL := /bin/bash
 NODE_TEST := node --test --test-concurrency=1 --test-timeout=120000
 
-.PHONY: install build run test test-unit lint clean
+.PHONY: install build run cluster test test-unit lint clean
 
 install: node_modules/.package-lock.json
 
@@ -17,6 +17,10 @@ build: install
 # One gateway, embedded engine, WebSocket on 8080, TCP on 7037, metrics on 9464.
 run: build
 	node dist/services/gateway/src/main.js
+
+# Redis + 3 gateways + HAProxy (+ Prometheus if installed) as local processes; Ctrl-C drains and stops.
+cluster: build
+	bash deploy/local/cluster.sh
 
 test: build
 	$(NODE_TEST) $$(find dist/services/gateway/test -name "*.test.js" | sort)

@@ -4,9 +4,9 @@ import { connect, type Socket } from 'node:net';
 import WebSocket from 'ws';
 import { Inbox, within } from './wait.js';
 
-const openSocket = (port: number): Promise<Socket> =>
+const openSocket = (port: number, localAddress?: string): Promise<Socket> =>
   new Promise((res, rej) => {
-    const s = connect({ host: '127.0.0.1', port, noDelay: true }, () => res(s));
+    const s = connect({ host: '127.0.0.1', port, noDelay: true, ...(localAddress ? { localAddress } : {}) }, () => res(s));
     s.once('error', rej);
   });
 
@@ -34,8 +34,9 @@ export class LineClient {
     socket.on('error', () => undefined);
   }
 
-  static async connect(port: number): Promise<LineClient> {
-    return new LineClient(await openSocket(port));
+  /** `localAddress`: another loopback source (e.g. 127.0.0.2), to tell clients apart behind a proxy. */
+  static async connect(port: number, localAddress?: string): Promise<LineClient> {
+    return new LineClient(await openSocket(port, localAddress));
   }
 
   send(line: string, eol = '\n'): void {
@@ -141,8 +142,8 @@ export class WsClient {
     ws.on('error', () => undefined);
   }
 
-  static async connect(url: string, protocol?: string, headers: Record<string, string> = {}): Promise<WsClient> {
-    const c = new WsClient(new WebSocket(url, protocol ? [protocol] : [], { headers }));
+  static async connect(url: string, protocol?: string, headers: Record<string, string> = {}, localAddress?: string): Promise<WsClient> {
+    const c = new WsClient(new WebSocket(url, protocol ? [protocol] : [], { headers, ...(localAddress ? { localAddress } : {}) }));
     await within(c.opened, 5000, `WebSocket open ${url}`);
     return c;
   }

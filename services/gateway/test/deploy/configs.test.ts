@@ -1,0 +1,95 @@
+// Deploy files cannot run here (no Docker engine): check them statically, with
+// the real tools where they exist (haproxy -c, promtool) and against the settings
+// the gateway actually reads.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { test } from 'node:test';
+import { parse, parseAllDocuments } from 'yaml';
+import { HAPROXY_CFG, REPO, haproxyEnv } from '../helpers/haproxy.js';
+
+const has = (tool: string): boolean => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+function requireTool(t: { skip(msg: string): void }, tool: string): boolean {
+  if (has(tool)) return true;
+  if (process.env['CI']) assert.fail(`${tool} is required in CI (.ci/run installs it)`);
+  t.skip(`${tool} not installed`);
+  return false;
+}
+const run = (cmd: string, args: string[], env: Record<string, string> = {}): { status: number | null; out: string } => {
+  const r = spawnSync(cmd, args, { cwd: REPO, encoding: 'utf8', env: { ...process.env, ...env } });
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+};
+const configSource = readFileSync(resolve(REPO, 'services/gateway/src/config.ts'), 'utf8');
+const isSetting = (name: string): boolean => configSource.includes(`'${name}'`);
+
+test('haproxy -c accepts deploy/haproxy/haproxy.cfg', (t) => {
+  if (!requireTool(t, 'haproxy')) return;
+  const gws = [1, 2, 3].map((i) => ({ port: 8080 + i, tcpPort: 7030 + i }));
+  const r = run('haproxy', ['-c', '-f', HAPROXY_CFG], haproxyEnv(gws, { ws: 18080, tcp: 17037, stats: 18404 }));
+  assert.equal(r.status, 0, r.out);
+});
+
+test('promtool accepts the Prometheus config, the alert rules, and the rules pass their unit tests', (t) => {
+  if (!requireTool(t, 'promtool')) return;
+  for (const args of [
+    ['check', 'config', 'deploy/prometheus/prometheus.yml'],
+    ['check', 'rules', 'deploy/prometheus/alerts.yml'],
+    ['test', 'rules', 'deploy/prometheus/alerts.test.yml'],
+  ]) {
+    const r = run('promtool', args);
+    assert.equal(r.status, 0, `promtool ${args.join(' ')}: ${r.out}`);
+  }
+  // Alerts only use metric names the gateway exports.
+  const rules = readFileSync(resolve(REPO, 'deploy/prometheus/alerts.yml'), 'utf8');
+  const metricsSource = readFileSync(resolve(REPO, 'services/gateway/src/metrics.ts'), 'utf8');
+  for (const m of new Set(rules.match(/chat_[a-z_]+/g) ?? [])) {
+    const base = m.replace(/_(bucket|count|sum)$/, '');
+    assert.ok(metricsSource.includes(`'${base}'`), `alerts use ${m}, which the gateway does not export`);
+  }
+});
+
+test('compose: Redis with AOF, three gateways sharing REDIS_URL and CHAT_SECRET, HAProxy trusted, known settings only', () => {
+  const doc = parse(readFileSync(resolve(REPO, 'deploy/compose.yaml'), 'utf8'), { merge: true }) as {
+    services: Record<string, { environment?: Record<string, string>; command?: string[]; image?: string; networks?: Record<string, { ipv4_address?: string }> }>;
+  };
+  const s = doc.services;
+  assert.ok(s['redis']?.command?.includes('--appendonly'));
+  const trusted = s['haproxy']?.networks?.['default']?.ipv4_address;
+  for (const name of ['gateway1', 'gateway2', 'gateway3']) {
+    const env = s[name]?.environment ?? {};
+    assert.equal(env['REDIS_URL'], 'redis://redis:6379', name);
+    assert.ok(env['CHAT_SECRET'], `${name} has CHAT_SECRET`);
+    assert.ok(String(env['TRUSTED_PROXIES']).includes(String(trusted)), `${name} trusts haproxy (${trusted})`);
+    for (const k of Object.keys(env)) assert.ok(isSetting(k), `${name}: ${k} is not a gateway setting`);
+  }
+  assert.deepEqual(
+    new Set(Object.keys(s['haproxy']?.environment ?? {}).filter((k) => /^GW\d_HOST$/.test(k))),
+    new Set(['GW1_HOST', 'GW2_HOST', 'GW3_HOST']),
+  );
+});
+
+test('k8s: probes on /readyz and /healthz, grace period covers the drain, known settings only', () => {
+  const docs = parseAllDocuments(readFileSync(resolve(REPO, 'deploy/k8s/gateway.yaml'), 'utf8')).map((d) => d.toJSON() as Record<string, unknown>);
+  const kinds = docs.map((d) => d['kind']);
+  assert.deepEqual(kinds, ['Deployment', 'Service', 'PodDisruptionBudget']);
+  type Container = {
+    env: Array<{ name: string; value?: string }>;
+    readinessProbe: { httpGet: { path: string } };
+    livenessProbe: { httpGet: { path: string } };
+  };
+  const spec = (docs[0] as { spec: { template: { spec: { terminationGracePeriodSeconds: number; containers: Container[] } } } }).spec.template.spec;
+  const c = spec.containers[0] as Container;
+  assert.equal(c.readinessProbe.httpGet.path, '/readyz');
+  assert.equal(c.livenessProbe.httpGet.path, '/healthz');
+  const drain = Number(c.env.find((e) => e.name === 'DRAIN_SECONDS')?.value ?? 10);
+  assert.ok(spec.terminationGracePeriodSeconds >= drain + 5, 'grace period ≥ DRAIN_SECONDS + the 5 s deadline');
+  for (const e of c.env) assert.ok(isSetting(e.name), `${e.name} is not a gateway setting`);
+  for (const d of parseAllDocuments(readFileSync(resolve(REPO, 'deploy/k8s/redis.yaml'), 'utf8'))) assert.equal(d.errors.length, 0);
+});
+
+test('the Dockerfile ships the Redis Lua scripts beside the compiled engine', () => {
+  const df = readFileSync(resolve(REPO, 'Dockerfile'), 'utf8');
+  assert.match(df, /COPY services\/gateway\/src\/engine\/redis\/scripts \.\/dist\/services\/gateway\/src\/engine\/redis\/scripts/);
+  assert.match(df, /FROM node:20-bookworm/);
+});
