@@ -13,6 +13,7 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "cluster: $1 is missing (apt-
 need redis-server redis-server
 need redis-cli redis-tools
 need haproxy haproxy
+need curl curl
 
 REDIS_PORT=${REDIS_PORT:-6380}
 export LB_HOST=127.0.0.1 LB_WS_PORT=${LB_WS_PORT:-8080} LB_TCP_PORT=${LB_TCP_PORT:-7037} LB_STATS_PORT=${LB_STATS_PORT:-8404}
