@@ -1,21 +1,18 @@
 // The Redis engine: many gateway processes sharing one Redis behave as one
-// chat server. Keys and channels are named in keys.ts, the atomic parts are
-// Lua scripts (scripts/*.lua, registered in scripts.ts), presence and node
-// heartbeats live in presence.ts.
+// chat server. Keys and channels are named in keys.ts; the atomic parts are
+// Lua scripts (scripts/*.lua, registered in scripts.ts); the subscriber
+// connection and resync live in subscriptions.ts; presence and node
+// heartbeats in presence.ts.
 //
 // Two connections per process: commands, and one subscriber connection that
 // holds one SUBSCRIBE per group with local members. Neither queues commands
 // while Redis is unreachable (no offline queue, no retries of in-flight
 // commands): a call then fails at once with EngineUnavailableError.
-// Pub/sub is at-most-once, so after the subscriber reconnects (or anything
-// else that may have dropped messages) every listener gets a `resync` and
-// the node backfills from the history stream by seq.
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../../config.js';
 import { createLogger, type Logger } from '../../log.js';
 import {
   EngineUnavailableError,
-  type ChannelEvent,
   type ChannelListener,
   type Engine,
   type GroupRecord,
@@ -24,10 +21,11 @@ import {
   type Notice,
   type StoredMessage,
 } from '../engine.js';
-import { channelGroup, groupKeys, GROUPS_EXIST, ID_COUNTER, isGroupId } from './keys.js';
-import { parseChannelPayload, parseStreamEntries, type StreamEntry } from './payloads.js';
+import { groupKeys, GROUPS_EXIST, ID_COUNTER, isGroupId } from './keys.js';
+import { parseStreamEntries, type StreamEntry } from './payloads.js';
 import { Presence } from './presence.js';
 import { defineScripts, type ScriptedRedis } from './scripts.js';
+import { Subscriptions } from './subscriptions.js';
 
 /** How long start() waits for Redis before going on not ready (it keeps reconnecting). */
 const START_WAIT_MS = 5_000;
@@ -35,7 +33,6 @@ const START_WAIT_MS = 5_000;
 const COMMAND_TIMEOUT_MS = 3_000;
 /** Give up on an ID after this many taken ones in a row (the counter would have to be far behind). */
 const MAX_ID_ATTEMPTS = 100_000;
-const SUBSCRIBE_BATCH = 500;
 
 /** Replies that mean "Redis cannot serve right now", not "the request is wrong". */
 const TRANSIENT_REPLY = /^(LOADING|MISCONF|READONLY|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN|OOM|NOREPLICAS|NOSCRIPT)\b/;
@@ -54,15 +51,10 @@ function connectionOptions(config: Config, role: 'cmd' | 'sub'): RedisOptions {
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     autoResubscribe: false, // the engine resubscribes itself, then asks for a resync
-    commandTimeout: role === 'cmd' ? COMMAND_TIMEOUT_MS : undefined,
+    commandTimeout: COMMAND_TIMEOUT_MS,
     connectTimeout: 2_000,
     retryStrategy: (times: number) => Math.min(times * 100, 1_000),
   };
-}
-
-interface Subscription {
-  groupId: string;
-  listener: ChannelListener;
 }
 
 export class RedisEngine implements Engine {
@@ -71,10 +63,7 @@ export class RedisEngine implements Engine {
   private readonly log: Logger;
   private cmdConn: ScriptedRedis | null = null;
   private subConn: Redis | null = null;
-  /** channel → the node's listener for that group. */
-  private subs = new Map<string, Subscription>();
-  private resubscribing = false;
-  private resyncPending = false;
+  private subscriptions: Subscriptions | null = null;
   private wasUp = false;
   private stopped = false;
   private readonly presence: Presence;
@@ -96,6 +85,11 @@ export class RedisEngine implements Engine {
     });
   }
 
+  private get channels(): Subscriptions {
+    if (!this.subscriptions) throw new EngineUnavailableError('engine not started');
+    return this.subscriptions;
+  }
+
   private get cmd(): ScriptedRedis {
     if (!this.cmdConn) throw new EngineUnavailableError('engine not started');
     return this.cmdConn;
@@ -113,12 +107,12 @@ export class RedisEngine implements Engine {
       conn.on('close', () => this.onStatus(role));
       conn.on('ready', () => this.onStatus(role));
     }
+    const channels = new Subscriptions(sub, this.log, () => this.isUp());
+    this.subscriptions = channels;
     cmd.on('ready', () => {
       void this.presence.beat();
-      this.maybeResync();
+      channels.maybeResync();
     });
-    sub.on('ready', () => void this.resubscribeAll(sub));
-    sub.on('message', (channel: string, payload: string) => this.onMessage(channel, payload));
 
     const ready = (c: Redis): Promise<void> => new Promise((res) => (c.status === 'ready' ? res() : c.once('ready', () => res())));
     const bothReady = Promise.all([ready(cmd), ready(sub)]);
@@ -266,79 +260,15 @@ export class RedisEngine implements Engine {
     return this.call(() => this.presence.list(groupId));
   }
 
-  // ---- subscriptions ----
+  // ---- subscriptions (subscriptions.ts) ----
 
-  /**
-   * Calls for one group apply in call order: the map changes synchronously and
-   * SUBSCRIBE/UNSUBSCRIBE go out in order on the one subscriber connection.
-   * While that connection is down the map alone changes; on reconnect the engine
-   * subscribes to everything in it and then asks every listener to resync.
-   */
   async subscribe(groupId: string, listener: ChannelListener): Promise<void> {
-    const channel = groupKeys(groupId).channel;
-    this.subs.set(channel, { groupId, listener });
-    const sub = this.subConn;
-    if (!sub || sub.status !== 'ready' || this.stopped) return;
-    try {
-      await sub.subscribe(channel);
-    } catch (e) {
-      // The connection dropped under us: its 'ready' will resubscribe and resync.
-      this.log.debug({ groupId, err: e instanceof Error ? e.message : String(e) }, 'subscribe failed');
-    }
+    if (this.stopped) return;
+    await this.channels.subscribe(groupId, listener);
   }
 
   async unsubscribe(groupId: string): Promise<void> {
-    const channel = groupKeys(groupId).channel;
-    this.subs.delete(channel);
-    const sub = this.subConn;
-    if (!sub || sub.status !== 'ready' || this.stopped) return;
-    await sub.unsubscribe(channel).catch(() => undefined);
-  }
-
-  /** After the subscriber (re)connects: subscribe to every group with local members, then resync them. */
-  private async resubscribeAll(sub: Redis): Promise<void> {
-    this.resubscribing = true;
-    try {
-      const channels = [...this.subs.keys()];
-      for (let i = 0; i < channels.length; i += SUBSCRIBE_BATCH) await sub.subscribe(...channels.slice(i, i + SUBSCRIBE_BATCH));
-      if (channels.length > 0) {
-        this.resyncPending = true;
-        this.log.info({ channels: channels.length }, '[RESUBSCRIBED]');
-      }
-    } catch (e) {
-      // Dropped again mid-way: the next 'ready' starts over.
-      this.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'resubscribe failed');
-    } finally {
-      this.resubscribing = false;
-    }
-    this.maybeResync();
-  }
-
-  /** Resync once both connections are up (the backfill reads history on the command connection). */
-  private maybeResync(): void {
-    if (!this.resyncPending || this.resubscribing || !this.isUp()) return;
-    this.resyncPending = false;
-    this.log.info({ groups: this.subs.size }, '[RESYNC]');
-    for (const s of this.subs.values()) this.emit(s, { kind: 'resync' });
-  }
-
-  private emit(s: Subscription, ev: ChannelEvent): void {
-    try {
-      s.listener(ev);
-    } catch (e) {
-      this.log.error({ groupId: s.groupId, err: e }, 'channel listener failed');
-    }
-  }
-
-  private onMessage(channel: string, payload: string): void {
-    const s = this.subs.get(channel);
-    if (!s || channelGroup(channel) !== s.groupId) return;
-    const ev = parseChannelPayload(s.groupId, payload);
-    if (ev) this.emit(s, ev);
-    else {
-      // Something we cannot read may have been a message: let the node repair from history.
-      this.log.warn({ groupId: s.groupId, bytes: payload.length }, 'unreadable channel payload: resyncing the group');
-      this.emit(s, { kind: 'resync' });
-    }
+    if (this.stopped) return;
+    await this.channels.unsubscribe(groupId);
   }
 }
