@@ -8,10 +8,10 @@ import { ChatNode } from './node.js';
 import { TcpTransport } from './transport/tcp.js';
 import { UwsTransport, assertNativeUws } from './transport/uws.js';
 
-async function createEngine(config: Config, log: Logger): Promise<Engine> {
+async function createEngine(config: Config, log: Logger, metrics: Metrics): Promise<Engine> {
   if (config.redisUrl || config.redisClusterNodes) {
     const { RedisEngine } = await import('./engine/redis/redis-engine.js');
-    return new RedisEngine(config, log);
+    return new RedisEngine(config, log, { onReconnect: () => metrics.redisReconnects.inc() });
   }
   return new MemoryEngine({ dataDir: config.dataDir, historyLimit: config.historyLimit });
 }
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const metrics = new Metrics(config.nodeId);
   if (config.secretIsEphemeral) log.info('CHAT_SECRET unset: resume tokens are valid on this process only');
 
-  const engine = await createEngine(config, log);
+  const engine = await createEngine(config, log, metrics);
   await engine.start();
   const node = new ChatNode(engine, config, log, metrics);
   metrics.probeEngine(() => engine.isUp());

@@ -2,6 +2,7 @@
 // and the subscriber connections killed by Redis (CLIENT KILL TYPE pubsub).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { parseMetrics } from '../helpers/proc.js';
 import { JsonChat, range, startCluster, summarize, type Cluster } from '../helpers/redis-cluster.js';
 import { until } from '../helpers/wait.js';
 
@@ -93,5 +94,9 @@ describe('subscriber connections killed by Redis (CLIENT KILL TYPE pubsub)', () 
     assert.deepEqual(b.seqs(), range(1, 25), `every seq once, in order (got ${summarize(b.seqs())})`);
     assert.equal(await b.sayOk('still here'), 26);
     await a.untilSeq(26);
+    const m = parseMetrics((await node1.http('/metrics', node1.metricsPort)).body);
+    assert.ok((m.get('chat_redis_reconnects_total') ?? 0) >= 1, 'the reconnect is counted');
+    assert.ok((m.get('chat_backfills_total') ?? 0) >= 1, 'the backfill is counted');
+    assert.equal(m.get('chat_engine_up'), 1);
   });
 });

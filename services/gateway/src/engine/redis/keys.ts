@@ -21,7 +21,7 @@ export const NODE_REGISTRY = `${PREFIX}:nodes`;
 export interface GroupKeys {
   /** Hash: `h` password hash, `c` creator, `at` created-at (ms), `seq` latest message seq. */
   meta: string;
-  /** Stream of messages, entry ID `<seq>-0`, fields `f` from, `x` text, `ts`, `o` origin; capped at HISTORY_LIMIT. */
+  /** Stream of messages, entry ID `<seq>-0`, field `m` = JSON {from, text, ts, origin}; capped at HISTORY_LIMIT. */
   history: string;
   /** Hash: member ID → `<instance> <name>`. */
   members: string;

@@ -30,19 +30,25 @@ export function parseChannelPayload(groupId: string, payload: string): ChannelEv
   return null;
 }
 
-/** XRANGE rows (`<seq>-0`, [f, from, x, text, ts, ms, o, origin]) → messages; malformed rows are skipped. */
+/** XRANGE rows (`<seq>-0`, ['m', '{"from","text","ts","origin"}']) → messages; unreadable rows are skipped. */
 export function parseStreamEntries(groupId: string, rows: StreamEntry[]): StoredMessage[] {
   const out: StoredMessage[] = [];
   for (const [id, fields] of rows) {
     const seq = Number(id.slice(0, id.indexOf('-')));
     if (!Number.isSafeInteger(seq) || seq < 1) continue;
-    const f: Record<string, string> = {};
-    for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
-    const from = f['f'];
-    const text = f['x'];
-    const ts = Number(f['ts']);
-    if (from === undefined || text === undefined || !Number.isFinite(ts)) continue;
-    out.push({ groupId, seq, from, text, ts, origin: f['o'] ?? '' });
+    const i = fields.indexOf('m');
+    const body = i >= 0 && i % 2 === 0 ? fields[i + 1] : undefined;
+    if (body === undefined) continue;
+    let v: unknown;
+    try {
+      v = JSON.parse(body);
+    } catch {
+      continue;
+    }
+    if (!isObj(v)) continue;
+    const { from, text, ts, origin } = v;
+    if (typeof from !== 'string' || typeof text !== 'string' || typeof ts !== 'number') continue;
+    out.push({ groupId, seq, from, text, ts, origin: typeof origin === 'string' ? origin : '' });
   }
   return out;
 }

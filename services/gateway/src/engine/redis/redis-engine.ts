@@ -57,6 +57,11 @@ function connectionOptions(config: Config, role: 'cmd' | 'sub'): RedisOptions {
   };
 }
 
+export interface RedisEngineHooks {
+  /** A connection came back after a loss (for chat_redis_reconnects_total). */
+  onReconnect?: (conn: 'command' | 'subscriber') => void;
+}
+
 export class RedisEngine implements Engine {
   readonly kind = 'redis' as const;
   private readonly url: string;
@@ -71,6 +76,7 @@ export class RedisEngine implements Engine {
   constructor(
     private readonly config: Config,
     log?: Logger,
+    private readonly hooks: RedisEngineHooks = {},
   ) {
     if (!config.redisUrl) throw new Error('REDIS_CLUSTER_NODES is not supported yet: set REDIS_URL');
     this.url = config.redisUrl;
@@ -105,7 +111,12 @@ export class RedisEngine implements Engine {
     for (const [role, conn] of [['command', cmd], ['subscriber', sub]] as const) {
       conn.on('error', (e: Error) => this.log.debug({ conn: role, err: e.message }, 'redis connection error'));
       conn.on('close', () => this.onStatus(role));
-      conn.on('ready', () => this.onStatus(role));
+      let connectedBefore = false;
+      conn.on('ready', () => {
+        if (connectedBefore) this.hooks.onReconnect?.(role);
+        connectedBefore = true;
+        this.onStatus(role);
+      });
     }
     const channels = new Subscriptions(sub, this.log, () => this.isUp());
     this.subscriptions = channels;
@@ -197,14 +208,12 @@ export class RedisEngine implements Engine {
   async publish(groupId: string, msg: NewMessage): Promise<StoredMessage> {
     if (!isGroupId(groupId)) throw new Error(`no group ${groupId}`);
     const k = groupKeys(groupId);
-    // The channel payload minus its opening brace: the script prepends the type and seq.
-    const tail = JSON.stringify({ from: msg.from, text: msg.text, ts: msg.ts, origin: msg.origin }).slice(1);
-    const seq = await this.call((r) => r.chatPublish(k.meta, k.history, k.channel, this.config.historyLimit, msg.from, msg.text, msg.ts, msg.origin, tail)).catch(
-      (e: unknown) => {
-        if (e instanceof Error && e.message.startsWith('NOGROUP')) throw new Error(`no group ${groupId}`);
-        throw e;
-      },
-    );
+    // One serialised form for the stream entry and (with the seq put in front) the channel payload.
+    const body = JSON.stringify({ from: msg.from, text: msg.text, ts: msg.ts, origin: msg.origin });
+    const seq = await this.call((r) => r.chatPublish(k.meta, k.history, k.channel, this.config.historyLimit, body)).catch((e: unknown) => {
+      if (e instanceof Error && e.message.startsWith('NOGROUP')) throw new Error(`no group ${groupId}`);
+      throw e;
+    });
     return { groupId, seq, ...msg };
   }
 

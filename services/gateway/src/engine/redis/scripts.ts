@@ -18,7 +18,7 @@ type Arg = string | number;
 
 export interface ScriptCommands {
   chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg): Promise<number>;
-  chatPublish(meta: string, history: string, channel: string, limit: Arg, from: string, text: string, ts: Arg, origin: string, payloadTail: string): Promise<number>;
+  chatPublish(meta: string, history: string, channel: string, limit: Arg, messageJson: string): Promise<number>;
   chatAuthFailure(counter: string, windowSeconds: Arg): Promise<number>;
   chatSweepMembers(members: string, instance: string): Promise<string[]>;
 }

@@ -1,9 +1,10 @@
 -- One chat message, atomically: next seq, append to the capped history stream,
 -- publish to the group channel. One round trip whatever the group size.
 -- KEYS[1] group hash (field `seq`), KEYS[2] history stream
--- ARGV[1] channel, ARGV[2] history limit, ARGV[3] from, ARGV[4] text,
--- ARGV[5] ts (ms), ARGV[6] origin, ARGV[7] the payload's JSON object without
--- its opening brace (the script prepends the type and seq)
+-- ARGV[1] channel, ARGV[2] history limit,
+-- ARGV[3] the message as a JSON object {"from","text","ts","origin"} (no seq)
+-- Stored as stream entry `<seq>-0` with field `m` = ARGV[3]; published as
+-- {"t":"m","seq":<seq>, ...the same fields}.
 -- Reply: the message's seq, or a NOGROUP error.
 local cur = redis.call('HGET', KEYS[1], 'seq')
 if not cur then
@@ -11,8 +12,7 @@ if not cur then
 end
 local seq = string.format('%d', tonumber(cur) + 1)
 -- XADD first: scripts do not roll back, so nothing is bumped if the append fails.
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0',
-  'f', ARGV[3], 'x', ARGV[4], 'ts', ARGV[5], 'o', ARGV[6])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'm', ARGV[3])
 redis.call('HSET', KEYS[1], 'seq', seq)
-redis.call('PUBLISH', ARGV[1], '{"t":"m","seq":' .. seq .. ',' .. ARGV[7])
+redis.call('PUBLISH', ARGV[1], '{"t":"m","seq":' .. seq .. ',' .. string.sub(ARGV[3], 2))
 return tonumber(seq)
