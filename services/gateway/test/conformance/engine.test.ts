@@ -165,7 +165,12 @@ for (const name of ['memory', 'redis'] as const) {
 
     test('publish to a group that does not exist fails and stores nothing', async () => {
       const e = await fresh();
-      await assert.rejects(e.publish('7', msg('ann', 'lost')));
+      await assert.rejects(e.publish('7', msg('ann', 'secret text')), (err: Error) => {
+        assert.match(err.message, /no group 7/);
+        assert.doesNotMatch(JSON.stringify({ ...err, message: err.message }), /secret text/, 'the error carries no message text');
+        assert.ok(!(err instanceof EngineUnavailableError));
+        return true;
+      });
       assert.equal(await e.latestSeq('7'), 0);
       assert.deepEqual(await e.history('7', { limit: 10 }), []);
     });

@@ -37,10 +37,17 @@ const MAX_ID_ATTEMPTS = 100_000;
 /** Replies that mean "Redis cannot serve right now", not "the request is wrong". */
 const TRANSIENT_REPLY = /^(LOADING|MISCONF|READONLY|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN|OOM|NOREPLICAS|NOSCRIPT)\b/;
 
+/**
+ * Connection trouble and transient replies become EngineUnavailableError; other
+ * replies are bugs and stay plain errors. Only the message is kept: ioredis
+ * attaches the command with its arguments (message text) to reply errors, and
+ * those must never reach a log.
+ */
 function toEngineError(e: unknown): Error {
   if (e instanceof EngineUnavailableError) return e;
-  if (e instanceof Error && e.name === 'ReplyError' && !TRANSIENT_REPLY.test(e.message)) return e;
-  return new EngineUnavailableError(e instanceof Error ? e.message : 'redis unavailable', { cause: e });
+  const message = e instanceof Error ? e.message : 'redis unavailable';
+  if (e instanceof Error && e.name === 'ReplyError' && !TRANSIENT_REPLY.test(message)) return new Error(`redis: ${message}`);
+  return new EngineUnavailableError(message);
 }
 
 function connectionOptions(config: Config, role: 'cmd' | 'sub'): RedisOptions {
@@ -211,7 +218,7 @@ export class RedisEngine implements Engine {
     // One serialised form for the stream entry and (with the seq put in front) the channel payload.
     const body = JSON.stringify({ from: msg.from, text: msg.text, ts: msg.ts, origin: msg.origin });
     const seq = await this.call((r) => r.chatPublish(k.meta, k.history, k.channel, this.config.historyLimit, body)).catch((e: unknown) => {
-      if (e instanceof Error && e.message.startsWith('NOGROUP')) throw new Error(`no group ${groupId}`);
+      if (e instanceof Error && e.message.startsWith('redis: NOGROUP')) throw new Error(`no group ${groupId}`);
       throw e;
     });
     return { groupId, seq, ...msg };
