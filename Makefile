@@ -1,7 +1,7 @@
 SHELL := /bin/bash
 NODE_TEST := node --test --test-concurrency=1 --test-timeout=120000
 
-.PHONY: install build run cluster test test-unit lint clean
+.PHONY: install build run cluster test test-unit lint clean bench bench-redis k6-check
 
 install: node_modules/.package-lock.json
 
@@ -30,6 +30,24 @@ test-unit: build
 
 lint: install
 	npx tsc -p tsconfig.json --noEmit
+	npx tsc -p loadtest/tsconfig.json --noEmit
+	npx tsc -p loadtest/k6/tsconfig.json
+
+# The k6 scripts (loadtest/k6/*.ts) against @types/k6; k6 itself is not installed here.
+k6-check: install
+	npx tsc -p loadtest/k6/tsconfig.json
+
+# Load benchmarks against gateways the harness starts on loopback; prints a table (docs/BENCHMARKS.md).
+# More options: make bench BENCH_ARGS="--scenarios fanout --rate 50" (node dist/loadtest/harness/bench.js --help).
+BENCH_ARGS ?=
+bench: build
+	npx tsc -p loadtest/tsconfig.json
+	node dist/loadtest/harness/bench.js $(BENCH_ARGS)
+
+# The same scenarios on the Redis engine: a redis-server on a free port and 2 gateways sharing it.
+bench-redis: build
+	npx tsc -p loadtest/tsconfig.json
+	node dist/loadtest/harness/bench.js --engine redis --nodes 2 $(BENCH_ARGS)
 
 clean:
 	rm -rf dist
