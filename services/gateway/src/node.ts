@@ -1,19 +1,18 @@
 // Runs sessions: feeds each connection's input through the pure session
-// machine, performs its effects against the engine, owns this node's group
-// hubs (one engine subscription per group with local members) and drain.
-import { createHmac, randomBytes } from 'node:crypto';
+// machine and performs its effects (engine calls in calls.ts, group
+// membership and fan-out in hubs.ts), pipelines chat messages, and drains.
+import { Calls } from './calls.js';
 import { ConnectionsPerIp, TrustedProxies } from './clientip.js';
 import type { Config } from './config.js';
-import { EngineUnavailableError, type ChannelEvent, type Engine, type StoredMessage } from './engine/engine.js';
+import { EngineUnavailableError, type Engine } from './engine/engine.js';
+import { GroupHubs } from './hubs.js';
 import type { Logger } from './log.js';
 import type { Metrics, RejectReason, TransportLabel } from './metrics.js';
-import { encode, encodeJson, encodeText, type Codec } from './protocol/codecs.js';
+import { encode, type Codec } from './protocol/codecs.js';
 import type { ErrorCode, ServerEvent } from './protocol/frames.js';
 import * as T from './protocol/text.js';
-import { hashPassword, verifyPassword } from './passwords.js';
 import { TokenBucket } from './ratelimit.js';
-import { newSession, phase, step, type Call, type CallResult, type Effect, type Input, type Publish, type Session } from './session.js';
-import { issueToken, verifyToken } from './tokens.js';
+import { newSession, phase, step, type Call, type CallResult, type Effect, type HistoryFrom, type Input, type Publish, type Session } from './session.js';
 
 /** What a transport gives the node for one connection. */
 export interface Conn {
@@ -42,17 +41,6 @@ export const CLOSE_MENU_TIMEOUT = 4408;
 const MAX_QUEUED_INPUTS = 64;
 /** Chat messages one connection may have in flight (stored, not yet acked): sends pipeline up to this. */
 const MAX_INFLIGHT_PUBLISHES = 256;
-const AUTH_CACHE_SIZE = 10_000;
-
-class Hub {
-  seq = 0;
-  refs = 0;
-  live = false;
-  backfilling = false;
-  buffer: StoredMessage[] = [];
-  ready: Promise<void> = Promise.resolve();
-  constructor(readonly groupId: string) {}
-}
 
 export class Client {
   session: Session = newSession();
@@ -78,17 +66,14 @@ export class Client {
 }
 
 export class ChatNode {
-  private hubs = new Map<string, Hub>();
-  private clients = new Map<string, Client>();
-  private fanouts: Fanout[] = [];
+  private readonly clients = new Map<string, Client>();
+  private readonly hubs: GroupHubs;
+  private readonly calls: Calls;
   private nextConn = 0;
   private draining = false;
   private readonly limits: { maxNameLength: number; maxTextLength: number };
   private readonly perIp: ConnectionsPerIp;
   readonly trustedProxies: TrustedProxies;
-  /** Successful password checks, keyed by group and a keyed hash of the password (never the password). */
-  private readonly authCache = new Map<string, string>();
-  private readonly authCacheKey = randomBytes(32);
 
   constructor(
     readonly engine: Engine,
@@ -99,6 +84,11 @@ export class ChatNode {
     this.limits = { maxNameLength: config.maxNameLength, maxTextLength: config.maxTextLength };
     this.perIp = new ConnectionsPerIp(config.maxConnectionsPerIp);
     this.trustedProxies = new TrustedProxies(config.trustedProxies);
+    this.calls = new Calls(engine, config, log, metrics);
+    this.hubs = new GroupHubs(engine, config, log, metrics, (memberId, groupId) => {
+      const c = this.clients.get(memberId);
+      return c && c.group === groupId ? c.conn : null;
+    });
   }
 
   /** Count a new connection against its client address; false = over MAX_CONNECTIONS_PER_IP. */
@@ -110,7 +100,7 @@ export class ChatNode {
   }
 
   addFanout(f: Fanout): void {
-    this.fanouts.push(f);
+    this.hubs.addFanout(f);
   }
 
   isReady(): boolean {
@@ -261,84 +251,12 @@ export class ChatNode {
 
   private async perform(c: Client, call: Call): Promise<CallResult> {
     try {
-      return await this.performUnsafe(c, call);
+      return await this.calls.perform(c.memberId, call);
     } catch (e) {
       this.metrics.engineErrors.inc({ op: call.call });
       if (!(e instanceof EngineUnavailableError)) this.log.error({ conn: c.memberId, op: call.call, err: e }, 'engine call failed');
       else this.log.warn({ conn: c.memberId, op: call.call }, 'engine unavailable');
       return { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
-    }
-  }
-
-  private token(groupId: string, name: string): string {
-    return issueToken(this.config.chatSecret, groupId, name, this.config.tokenTtlSeconds * 1000);
-  }
-
-  private async performUnsafe(c: Client, call: Call): Promise<CallResult> {
-    const { engine } = this;
-    switch (call.call) {
-      case 'hasGroups': {
-        const hasGroups = await engine.hasGroups();
-        if (!hasGroups) this.metrics.joins.inc({ result: 'no_groups' });
-        return { ok: true, hasGroups };
-      }
-      case 'groupExists': {
-        const exists = (await engine.getGroup(call.groupId)) !== null;
-        if (!exists) this.metrics.joins.inc({ result: 'unknown_group' });
-        else this.log.info({ conn: c.memberId, groupId: call.groupId }, '[MEMBER REQUEST]');
-        return { ok: true, exists };
-      }
-      case 'create': {
-        const passwordHash = await hashPassword(call.password, this.config.scryptN);
-        const rec = await engine.createGroup({ passwordHash, creator: call.name, createdAt: Date.now() });
-        this.metrics.groupsCreated.inc();
-        this.log.info({ conn: c.memberId, groupId: rec.id, name: call.name }, '[NEW CHAT]');
-        return { ok: true, groupId: rec.id, name: call.name, token: this.token(rec.id, call.name), seq: 0 };
-      }
-      case 'join': {
-        const rec = await engine.getGroup(call.groupId);
-        if (!rec) {
-          const any = await engine.hasGroups();
-          this.metrics.joins.inc({ result: any ? 'unknown_group' : 'no_groups' });
-          return any ? { ok: false, code: 'unknown_group', message: T.WRONG_ID } : { ok: false, code: 'no_groups', message: T.NO_CHATS };
-        }
-        if (await engine.authLocked(rec.id, this.config.authMaxFailures)) {
-          this.metrics.joins.inc({ result: 'locked' });
-          return { ok: false, code: 'rate_limited', message: T.LOCKED };
-        }
-        const cacheKey = `${rec.id}\0${createHmac('sha256', this.authCacheKey).update(call.password).digest('base64')}`;
-        const cached = this.authCache.get(cacheKey) === rec.passwordHash;
-        if (!cached && !(await verifyPassword(call.password, rec.passwordHash))) {
-          await engine.recordAuthFailure(rec.id, this.config.authLockoutSeconds);
-          this.metrics.joins.inc({ result: 'wrong_password' });
-          this.log.info({ conn: c.memberId, groupId: rec.id }, '[WRONG PASSWORD]');
-          return { ok: false, code: 'wrong_password', message: T.WRONG_PASSWORD };
-        }
-        if (cached) this.metrics.authCacheHits.inc();
-        else {
-          if (this.authCache.size >= AUTH_CACHE_SIZE) this.authCache.delete(this.authCache.keys().next().value as string);
-          this.authCache.set(cacheKey, rec.passwordHash);
-        }
-        this.metrics.joins.inc({ result: 'ok' });
-        this.log.info({ conn: c.memberId, groupId: rec.id, name: call.name }, '[NEW MEMBER]');
-        return { ok: true, groupId: rec.id, name: call.name, token: this.token(rec.id, call.name), seq: await engine.latestSeq(rec.id) };
-      }
-      case 'resume': {
-        const claims = verifyToken(this.config.chatSecret, call.token);
-        if (!claims || !(await engine.getGroup(claims.groupId)))
-          return { ok: false, code: 'invalid_input', message: 'Invalid or expired resume token' };
-        this.metrics.joins.inc({ result: 'ok' });
-        this.log.info({ conn: c.memberId, groupId: claims.groupId, name: claims.name }, '[RESUMED]');
-        return {
-          ok: true,
-          groupId: claims.groupId,
-          name: claims.name,
-          token: this.token(claims.groupId, claims.name),
-          seq: await engine.latestSeq(claims.groupId),
-        };
-      }
-      case 'who':
-        return { ok: true, names: await engine.members(call.groupId) };
     }
   }
 
@@ -375,36 +293,14 @@ export class ChatNode {
 
   // ---- group membership and fan-out ----
 
-  private async attach(c: Client, groupId: string, name: string, history: 'recent' | { since: number }): Promise<void> {
-    const hub = this.hubFor(groupId);
-    try {
-      await hub.ready;
-      const limit = this.config.historyLimit;
-      const msgs =
-        history === 'recent'
-          ? await this.engine.history(groupId, { limit })
-          : await this.engine.history(groupId, { since: history.since, limit });
-      // Live messages up to hub.seq were fanned out before this member subscribed: make sure history covers them.
-      let last = msgs.length > 0 ? (msgs[msgs.length - 1] as StoredMessage).seq : history === 'recent' ? 0 : history.since;
-      while (last < hub.seq) {
-        const more = await this.engine.history(groupId, { since: last, limit });
-        if (more.length === 0) break;
-        msgs.push(...more);
-        last = (more[more.length - 1] as StoredMessage).seq;
-      }
-      if (c.closed) {
-        this.release(hub);
-        return;
-      }
-      // Synchronously from here: history up to hub.seq, then the live topic.
-      for (const m of msgs) if (m.seq <= hub.seq) this.sendTo(c, { type: 'message', ...publicMessage(m) });
+  private async attach(c: Client, groupId: string, name: string, history: HistoryFrom): Promise<void> {
+    const joined = await this.hubs.attach(groupId, history, () => c.closed, (msgs) => {
+      for (const m of msgs) this.sendTo(c, { type: 'message', ...m });
       c.conn.subscribe(groupId);
       c.group = groupId;
       c.name = name;
-    } catch (e) {
-      this.release(hub);
-      throw e;
-    }
+    });
+    if (!joined) return;
     await this.bestEffort('presence', async () => {
       await this.engine.addMember(groupId, c.memberId, name);
       await this.engine.notify({ kind: 'joined', groupId, name, origin: c.memberId });
@@ -417,8 +313,7 @@ export class ChatNode {
     const name = c.name;
     c.group = null;
     if (!c.closed) c.conn.unsubscribe(groupId);
-    const hub = this.hubs.get(groupId);
-    if (hub) this.release(hub);
+    this.hubs.release(groupId);
     await this.bestEffort('presence', async () => {
       await this.engine.removeMember(groupId, c.memberId);
       await this.engine.notify({ kind: 'left', groupId, name, origin: c.memberId });
@@ -432,112 +327,6 @@ export class ChatNode {
       this.metrics.engineErrors.inc({ op });
       this.log.warn({ op, err: e instanceof Error ? e.message : String(e) }, 'engine call failed');
     }
-  }
-
-  private hubFor(groupId: string): Hub {
-    let hub = this.hubs.get(groupId);
-    if (!hub) {
-      const h = new Hub(groupId);
-      hub = h;
-      this.hubs.set(groupId, h);
-      this.metrics.subscriptions.inc();
-      h.ready = (async () => {
-        await this.engine.subscribe(groupId, (ev) => this.onChannel(h, ev));
-        h.seq = Math.max(h.seq, await this.engine.latestSeq(groupId));
-        h.live = true;
-        this.flushBuffer(h);
-      })();
-      h.ready.catch(() => undefined); // observed by attach
-    }
-    hub.refs++;
-    return hub;
-  }
-
-  private release(hub: Hub): void {
-    if (--hub.refs > 0) return;
-    if (this.hubs.get(hub.groupId) === hub) this.hubs.delete(hub.groupId);
-    this.metrics.subscriptions.dec();
-    void this.bestEffort('unsubscribe', () => this.engine.unsubscribe(hub.groupId));
-  }
-
-  private onChannel(hub: Hub, ev: ChannelEvent): void {
-    if (this.hubs.get(hub.groupId) !== hub) return;
-    switch (ev.kind) {
-      case 'message':
-        if (!hub.live || hub.backfilling) hub.buffer.push(ev.message);
-        else this.accept(hub, ev.message);
-        return;
-      case 'notice': {
-        const { notice } = ev;
-        const e: ServerEvent = { type: notice.kind === 'joined' ? 'member_joined' : 'member_left', groupId: notice.groupId, name: notice.name };
-        this.publishLocal(hub.groupId, e, this.clients.get(notice.origin)?.conn ?? null);
-        return;
-      }
-      case 'resync':
-        if (hub.live) void this.backfill(hub);
-        return;
-    }
-  }
-
-  /** In-order delivery by seq: drop duplicates, repair gaps from history. */
-  private accept(hub: Hub, m: StoredMessage): void {
-    if (m.seq <= hub.seq) return;
-    if (m.seq === hub.seq + 1) {
-      hub.seq = m.seq;
-      this.deliver(hub, m);
-      return;
-    }
-    hub.buffer.push(m);
-    void this.backfill(hub);
-  }
-
-  private async backfill(hub: Hub): Promise<void> {
-    if (hub.backfilling) return;
-    hub.backfilling = true;
-    this.metrics.backfills.inc();
-    try {
-      for (;;) {
-        const more = await this.engine.history(hub.groupId, { since: hub.seq, limit: this.config.historyLimit });
-        for (const m of more) {
-          if (m.seq <= hub.seq) continue;
-          hub.seq = m.seq;
-          this.deliver(hub, m);
-        }
-        if (more.length < this.config.historyLimit) break;
-      }
-    } catch (e) {
-      this.metrics.engineErrors.inc({ op: 'backfill' });
-      this.log.warn({ groupId: hub.groupId, err: e instanceof Error ? e.message : String(e) }, 'backfill failed');
-    } finally {
-      hub.backfilling = false;
-      this.flushBuffer(hub, true);
-    }
-  }
-
-  /** Deliver what arrived while the hub was starting or backfilling. After a backfill, a hole history cannot fill is skipped. */
-  private flushBuffer(hub: Hub, skipHoles = false): void {
-    const buf = hub.buffer.sort((a, b) => a.seq - b.seq);
-    hub.buffer = [];
-    for (const m of buf) {
-      if (m.seq <= hub.seq) continue;
-      if (skipHoles || m.seq === hub.seq + 1) {
-        hub.seq = m.seq;
-        this.deliver(hub, m);
-      } else this.accept(hub, m);
-    }
-  }
-
-  private deliver(hub: Hub, m: StoredMessage): void {
-    const sender = this.clients.get(m.origin);
-    this.publishLocal(hub.groupId, { type: 'message', ...publicMessage(m) }, sender && sender.group === hub.groupId ? sender.conn : null);
-    this.metrics.fanoutLatency.observe(Math.max(0, Date.now() - m.ts) / 1000);
-  }
-
-  private publishLocal(groupId: string, ev: ServerEvent, exclude: Conn | null): void {
-    const text = encodeText(ev);
-    const json = encodeJson(ev);
-    if (text === null || json === null) return;
-    for (const f of this.fanouts) f.publish(groupId, text, json, exclude, ev.type === 'message');
   }
 
   // ---- drain ----
@@ -564,6 +353,3 @@ export class ChatNode {
   }
 }
 
-function publicMessage(m: StoredMessage): { groupId: string; seq: number; from: string; text: string; ts: number } {
-  return { groupId: m.groupId, seq: m.seq, from: m.from, text: m.text, ts: m.ts };
-}

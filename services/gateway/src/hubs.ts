@@ -1,0 +1,189 @@
+// Per-group hubs: one engine subscription per group with members on this node
+// (reference-counted), in-order delivery by seq (duplicates dropped, gaps
+// backfilled from history), and local fan-out through the transports, each
+// message encoded once per codec.
+import type { Config } from './config.js';
+import type { ChannelEvent, Engine, StoredMessage } from './engine/engine.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import type { Conn, Fanout } from './node.js';
+import { encodeJson, encodeText } from './protocol/codecs.js';
+import type { ChatMessage, ServerEvent } from './protocol/frames.js';
+import type { HistoryFrom } from './session.js';
+
+class Hub {
+  /** The last seq fanned out on this node. */
+  seq = 0;
+  refs = 0;
+  live = false;
+  backfilling = false;
+  buffer: StoredMessage[] = [];
+  ready: Promise<void> = Promise.resolve();
+  constructor(readonly groupId: string) {}
+}
+
+export function publicMessage(m: StoredMessage): ChatMessage {
+  return { groupId: m.groupId, seq: m.seq, from: m.from, text: m.text, ts: m.ts };
+}
+
+export class GroupHubs {
+  private readonly hubs = new Map<string, Hub>();
+  private readonly fanouts: Fanout[] = [];
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly config: Pick<Config, 'historyLimit'>,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    /** The local connection of a member (by member ID) if it is in `groupId`: it is not echoed its own events. */
+    private readonly localMember: (memberId: string, groupId: string) => Conn | null,
+  ) {}
+
+  addFanout(f: Fanout): void {
+    this.fanouts.push(f);
+  }
+
+  /**
+   * Make `groupId` live on this node and hand `join` the history a new member
+   * needs (per `from`, and at least up to what was already fanned out here).
+   * `join` runs synchronously right after, so the member subscribes to the live
+   * topic in the same tick: nothing falls between history and live. Returns
+   * false (and holds nothing) when `gone()` says the member left meanwhile.
+   */
+  async attach(groupId: string, from: HistoryFrom, gone: () => boolean, join: (history: ChatMessage[]) => void): Promise<boolean> {
+    const hub = this.acquire(groupId);
+    try {
+      await hub.ready;
+      const limit = this.config.historyLimit;
+      const msgs =
+        from === 'recent' ? await this.engine.history(groupId, { limit }) : await this.engine.history(groupId, { since: from.since, limit });
+      let last = msgs.length > 0 ? (msgs[msgs.length - 1] as StoredMessage).seq : from === 'recent' ? 0 : from.since;
+      while (last < hub.seq) {
+        const more = await this.engine.history(groupId, { since: last, limit });
+        if (more.length === 0) break;
+        msgs.push(...more);
+        last = (more[more.length - 1] as StoredMessage).seq;
+      }
+      if (gone()) {
+        this.release(groupId);
+        return false;
+      }
+      join(msgs.filter((m) => m.seq <= hub.seq).map(publicMessage));
+      return true;
+    } catch (e) {
+      this.release(groupId);
+      throw e;
+    }
+  }
+
+  /** A member left: the last one out ends the engine subscription. */
+  release(groupId: string): void {
+    const hub = this.hubs.get(groupId);
+    if (!hub || --hub.refs > 0) return;
+    this.hubs.delete(groupId);
+    this.metrics.subscriptions.dec();
+    this.engine.unsubscribe(groupId).catch((e: unknown) => {
+      this.metrics.engineErrors.inc({ op: 'unsubscribe' });
+      this.log.warn({ groupId, err: e instanceof Error ? e.message : String(e) }, 'unsubscribe failed');
+    });
+  }
+
+  /** Encode once per codec and hand to every transport's fan-out. */
+  publishLocal(groupId: string, ev: ServerEvent, exclude: Conn | null): void {
+    const text = encodeText(ev);
+    const json = encodeJson(ev);
+    if (text === null || json === null) return;
+    for (const f of this.fanouts) f.publish(groupId, text, json, exclude, ev.type === 'message');
+  }
+
+  private acquire(groupId: string): Hub {
+    let hub = this.hubs.get(groupId);
+    if (!hub) {
+      const h = new Hub(groupId);
+      hub = h;
+      this.hubs.set(groupId, h);
+      this.metrics.subscriptions.inc();
+      h.ready = (async () => {
+        await this.engine.subscribe(groupId, (ev) => this.onChannel(h, ev));
+        h.seq = Math.max(h.seq, await this.engine.latestSeq(groupId));
+        h.live = true;
+        this.flushBuffer(h);
+      })();
+      h.ready.catch(() => undefined); // observed by attach
+    }
+    hub.refs++;
+    return hub;
+  }
+
+  private onChannel(hub: Hub, ev: ChannelEvent): void {
+    if (this.hubs.get(hub.groupId) !== hub) return;
+    switch (ev.kind) {
+      case 'message':
+        if (!hub.live || hub.backfilling) hub.buffer.push(ev.message);
+        else this.accept(hub, ev.message);
+        return;
+      case 'notice': {
+        const { notice } = ev;
+        const e: ServerEvent = { type: notice.kind === 'joined' ? 'member_joined' : 'member_left', groupId: notice.groupId, name: notice.name };
+        this.publishLocal(hub.groupId, e, this.localMember(notice.origin, hub.groupId));
+        return;
+      }
+      case 'resync':
+        if (hub.live) void this.backfill(hub);
+        return;
+    }
+  }
+
+  /** In-order delivery by seq: drop duplicates, repair gaps from history. */
+  private accept(hub: Hub, m: StoredMessage): void {
+    if (m.seq <= hub.seq) return;
+    if (m.seq === hub.seq + 1) {
+      hub.seq = m.seq;
+      this.deliver(hub, m);
+      return;
+    }
+    hub.buffer.push(m);
+    void this.backfill(hub);
+  }
+
+  private async backfill(hub: Hub): Promise<void> {
+    if (hub.backfilling) return;
+    hub.backfilling = true;
+    this.metrics.backfills.inc();
+    try {
+      for (;;) {
+        const more = await this.engine.history(hub.groupId, { since: hub.seq, limit: this.config.historyLimit });
+        for (const m of more) {
+          if (m.seq <= hub.seq) continue;
+          hub.seq = m.seq;
+          this.deliver(hub, m);
+        }
+        if (more.length < this.config.historyLimit) break;
+      }
+    } catch (e) {
+      this.metrics.engineErrors.inc({ op: 'backfill' });
+      this.log.warn({ groupId: hub.groupId, err: e instanceof Error ? e.message : String(e) }, 'backfill failed');
+    } finally {
+      hub.backfilling = false;
+      this.flushBuffer(hub, true);
+    }
+  }
+
+  /** Deliver what arrived while the hub was starting or backfilling. After a backfill, a hole history cannot fill is skipped. */
+  private flushBuffer(hub: Hub, skipHoles = false): void {
+    const buf = hub.buffer.sort((a, b) => a.seq - b.seq);
+    hub.buffer = [];
+    for (const m of buf) {
+      if (m.seq <= hub.seq) continue;
+      if (skipHoles || m.seq === hub.seq + 1) {
+        hub.seq = m.seq;
+        this.deliver(hub, m);
+      } else this.accept(hub, m);
+    }
+  }
+
+  private deliver(hub: Hub, m: StoredMessage): void {
+    this.publishLocal(hub.groupId, { type: 'message', ...publicMessage(m) }, this.localMember(m.origin, hub.groupId));
+    this.metrics.fanoutLatency.observe(Math.max(0, Date.now() - m.ts) / 1000);
+  }
+}
