@@ -1,5 +1,6 @@
 // What a run measures on the server side: CPU and RSS of every process (from
 // /proc), the gateways' own counters (/metrics), and a guess at what saturated.
+import { cpus } from 'node:os';
 import type { Cluster } from './procs.js';
 import { CpuWindow, HostWindow, RssSampler } from './procstat.js';
 import { scrape, type Scrape } from './scrape.js';
@@ -87,7 +88,11 @@ export function limit(u: Usage, openLoopMet: boolean): string {
   if (gw >= 90) return 'gateway CPU';
   if (!Number.isNaN(u.redisCpu) && u.redisCpu >= 90) return 'redis CPU';
   if (openLoopMet) return 'none (rate met)';
-  if (u.hostBusy >= 90) return 'host CPU (shared)';
+  if (u.hostBusy >= 90) {
+    // Busy with someone else's work (another test run on this host): the numbers are not ours alone.
+    const ours = sum(u.gatewayCpu) + (Number.isNaN(u.redisCpu) ? 0 : u.redisCpu) + sum(u.clientCpu);
+    return u.hostBusy * cpus().length - ours >= 30 ? 'host CPU (other load!)' : 'host CPU (shared)';
+  }
   if (u.clientCpu.some((c) => c >= 85)) return 'client CPU';
   return 'unclear';
 }

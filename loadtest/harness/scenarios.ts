@@ -120,6 +120,13 @@ function serverNotes(c: Common, u: Usage): string[] {
   const notes: string[] = [`host ${u.hostBusy.toFixed(0)}% busy (other ${other.toFixed(0)}%${u.hostSteal >= 1 ? `, steal ${u.hostSteal.toFixed(0)}%` : ''})`];
   const lag = maxOf(u.after, 'nodejs_eventloop_lag_p99_seconds') * 1000;
   if (!Number.isNaN(lag)) notes.push(`evloop p99 ${lag.toFixed(1)} ms`);
+  // The gateway's own view: CPU per message it stored, and publish → written to its members.
+  const published = delta(u.before, u.after, 'chat_messages_published_total');
+  const deliveredFrames = delta(u.before, u.after, 'chat_messages_delivered_total');
+  const gwCpuUs = (total(u.gatewayCpu) / 100) * u.seconds * 1e6;
+  if (published > 0) notes.push(`gw ${(gwCpuUs / published).toFixed(1)} µs CPU/publish${deliveredFrames > 0 ? ` (${(gwCpuUs / (published + deliveredFrames)).toFixed(2)} µs per publish+delivery)` : ''}`);
+  const fanCount = delta(u.before, u.after, 'chat_fanout_latency_seconds_count');
+  if (fanCount > 0) notes.push(`server fan-out mean ${((delta(u.before, u.after, 'chat_fanout_latency_seconds_sum') / fanCount) * 1000).toFixed(2)} ms`);
   const slow = delta(u.before, u.after, 'chat_slow_consumer_disconnects_total');
   if (slow > 0) notes.push(`${slow} slow-consumer closes`);
   const engineErrors = delta(u.before, u.after, 'chat_engine_errors_total');
