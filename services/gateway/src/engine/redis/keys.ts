@@ -74,3 +74,38 @@ export function parseMemberValue(v: string): { instance: string; name: string } 
   const sp = v.indexOf(' ');
   return sp > 0 ? { instance: v.slice(0, sp), name: v.slice(sp + 1) } : null;
 }
+
+// ---- Redis Cluster slots ----
+
+/** CRC16/XMODEM, the checksum Redis Cluster hashes keys (and shard channels) with. */
+const CRC16 = (() => {
+  const t = new Uint16Array(256);
+  for (let i = 0; i < 256; i++) {
+    let c = i << 8;
+    for (let j = 0; j < 8; j++) c = c & 0x8000 ? ((c << 1) ^ 0x1021) & 0xffff : (c << 1) & 0xffff;
+    t[i] = c;
+  }
+  return t;
+})();
+
+/**
+ * The cluster slot of a key or shard channel, as `CLUSTER KEYSLOT` computes it:
+ * only the part inside the first non-empty `{…}` is hashed, so every
+ * `chat:{g:<id>}…` name of one group lands in one slot.
+ */
+export function keySlot(key: string): number {
+  const b = Buffer.from(key, 'utf8');
+  let start = 0;
+  let end = b.length;
+  const open = b.indexOf(0x7b);
+  if (open >= 0) {
+    const close = b.indexOf(0x7d, open + 1);
+    if (close > open + 1) {
+      start = open + 1;
+      end = close;
+    }
+  }
+  let crc = 0;
+  for (let i = start; i < end; i++) crc = ((crc << 8) & 0xffff) ^ (CRC16[((crc >> 8) ^ (b[i] as number)) & 0xff] as number);
+  return crc & 16383;
+}

@@ -11,17 +11,21 @@
 // An instance that finds its own key expired (Redis was unreachable longer
 // than the TTL, or lost data) may already have been swept: it re-registers
 // under a fresh instance ID and writes its local members again.
+//
+// Every call touches one slot (Redis Cluster): a group's members hash, a
+// node's own keys (one pipeline, one `{n:<instance>}` slot), or the registry.
+// Checks over many nodes' heartbeat keys are one EXISTS each, sent at once.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../log.js';
 import { groupKeys, instanceId, memberValue, NODE_REGISTRY, nodeKeys, parseMemberValue } from './keys.js';
-import type { ScriptedRedis } from './scripts.js';
+import type { ScriptedClient } from './scripts.js';
 
 export interface PresenceOptions {
   nodeId: string;
   ttlMs: number;
   log: Logger;
   /** The command connection (read when used: the engine owns it). */
-  redis: () => ScriptedRedis;
+  redis: () => ScriptedClient;
   isReady: () => boolean;
   /** Announce a member that a sweep removed. */
   onSwept: (groupId: string, memberId: string, name: string) => Promise<void>;
@@ -87,22 +91,36 @@ export class Presence {
     await this.sweepDead();
   }
 
-  /** Announce this instance (the alive key first, so a registered instance always looks alive) and write its members. */
+  /**
+   * Announce this instance and write its members: the node's own keys first (the
+   * alive key leads, so a registered instance always looks alive), then the
+   * registry and one HSET per group.
+   */
   private async register(): Promise<void> {
     if (this.registered) {
       const old = this.instance;
       this.instance = this.newInstance();
       this.o.log.warn({ old, instance: this.instance }, '[PRESENCE RE-REGISTER] heartbeat key had expired');
     }
+    const r = this.o.redis();
     const nk = nodeKeys(this.instance);
-    const p = this.o.redis().pipeline().set(nk.alive, '1', 'PX', this.o.ttlMs).sadd(NODE_REGISTRY, this.instance);
+    const byGroup = new Map<string, string[]>();
     for (const [memberId, m] of this.local) {
-      p.hset(groupKeys(m.groupId).members, memberId, memberValue(this.instance, m.name));
-      p.sadd(nk.groups, m.groupId);
+      const fields = byGroup.get(m.groupId) ?? [];
+      fields.push(memberId, memberValue(this.instance, m.name));
+      byGroup.set(m.groupId, fields);
     }
-    p.pexpire(nk.groups, this.o.ttlMs * GROUPS_TTL_FACTOR);
-    check(await p.exec());
+    const own = r.pipeline().set(nk.alive, '1', 'PX', this.o.ttlMs);
+    if (byGroup.size > 0) own.sadd(nk.groups, ...byGroup.keys());
+    own.pexpire(nk.groups, this.o.ttlMs * GROUPS_TTL_FACTOR);
+    check(await own.exec());
+    await Promise.all([r.sadd(NODE_REGISTRY, this.instance), ...[...byGroup].map(([g, fields]) => r.hset(groupKeys(g).members, ...fields))]);
     this.registered = true;
+  }
+
+  /** Which of these instances still have their heartbeat key (one EXISTS each: the keys live in different slots). */
+  private async aliveOf(r: ScriptedClient, instances: string[]): Promise<boolean[]> {
+    return (await Promise.all(instances.map((i) => r.exists(nodeKeys(i).alive)))).map((n) => n === 1);
   }
 
   /** Find registered instances whose heartbeat key is gone; whoever removes one from the registry sweeps it. */
@@ -110,11 +128,9 @@ export class Presence {
     const r = this.o.redis();
     const others = (await r.smembers(NODE_REGISTRY)).filter((i) => i !== this.instance);
     if (others.length === 0) return;
-    const p = r.pipeline();
-    for (const i of others) p.exists(nodeKeys(i).alive);
-    const alive = check(await p.exec());
+    const alive = await this.aliveOf(r, others);
     for (let k = 0; k < others.length; k++) {
-      if (alive[k] !== 0) continue;
+      if (alive[k]) continue;
       const dead = others[k] as string;
       if ((await r.srem(NODE_REGISTRY, dead)) === 1) await this.sweep(dead);
     }
@@ -145,14 +161,12 @@ export class Presence {
 
   async add(groupId: string, memberId: string, name: string): Promise<void> {
     this.local.set(memberId, { groupId, name });
+    const r = this.o.redis();
     const nk = nodeKeys(this.instance);
-    const p = this.o
-      .redis()
-      .pipeline()
-      .hset(groupKeys(groupId).members, memberId, memberValue(this.instance, name))
-      .sadd(nk.groups, groupId)
-      .pexpire(nk.groups, this.o.ttlMs * GROUPS_TTL_FACTOR);
-    check(await p.exec());
+    await Promise.all([
+      r.hset(groupKeys(groupId).members, memberId, memberValue(this.instance, name)),
+      r.pipeline().sadd(nk.groups, groupId).pexpire(nk.groups, this.o.ttlMs * GROUPS_TTL_FACTOR).exec().then(check),
+    ]);
   }
 
   async remove(groupId: string, memberId: string): Promise<void> {
@@ -169,13 +183,9 @@ export class Presence {
       .filter((m): m is { instance: string; name: string } => m !== null);
     const instances = [...new Set(entries.map((m) => m.instance))].filter((i) => i !== this.instance);
     const dead = new Set<string>();
-    if (instances.length > 0) {
-      const p = r.pipeline();
-      for (const i of instances) p.exists(nodeKeys(i).alive);
-      check(await p.exec()).forEach((v, k) => {
-        if (v === 0) dead.add(instances[k] as string);
-      });
-    }
+    (await this.aliveOf(r, instances)).forEach((alive, k) => {
+      if (!alive) dead.add(instances[k] as string);
+    });
     return entries.filter((m) => !dead.has(m.instance)).map((m) => m.name);
   }
 
@@ -188,7 +198,8 @@ export class Presence {
     const nk = nodeKeys(this.instance);
     try {
       await this.sweep(this.instance);
-      await this.o.redis().pipeline().del(nk.alive).srem(NODE_REGISTRY, this.instance).exec();
+      const r = this.o.redis();
+      await Promise.all([r.del(nk.alive), r.srem(NODE_REGISTRY, this.instance)]);
     } catch (e) {
       this.o.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'presence cleanup at stop failed');
     }

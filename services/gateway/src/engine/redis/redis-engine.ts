@@ -1,14 +1,15 @@
-// The Redis engine: many gateway processes sharing one Redis behave as one
-// chat server. Keys and channels are named in keys.ts; the atomic parts are
-// Lua scripts (scripts/*.lua, registered in scripts.ts); the subscriber
-// connection and resync live in subscriptions.ts; presence and node
-// heartbeats in presence.ts.
+// The Redis engine: many gateway processes sharing one Redis, or one Redis
+// Cluster, behave as one chat server. Which of the two is connection.ts's
+// business (a small factory); everything here is the same for both. Keys and
+// channels are named in keys.ts; the atomic parts are Lua scripts
+// (scripts/*.lua, registered in scripts.ts); the subscriber side and resync
+// live in subscriptions.ts; presence and node heartbeats in presence.ts; the
+// PING that catches a Redis that stopped answering in health.ts.
 //
-// Two connections per process: commands, and one subscriber connection that
-// holds one SUBSCRIBE per group with local members. Neither queues commands
-// while Redis is unreachable (no offline queue, no retries of in-flight
-// commands): a call then fails at once with EngineUnavailableError.
-import { Redis, type RedisOptions } from 'ioredis';
+// Connections per process: the command client (one connection, or one per
+// master), and one subscriber connection (per master on a cluster) holding one
+// (S)SUBSCRIBE per group with local members. None queues commands while Redis
+// is unreachable: a call then fails at once with EngineUnavailableError.
 import type { Config } from '../../config.js';
 import { createLogger, type Logger } from '../../log.js';
 import {
@@ -21,21 +22,21 @@ import {
   type Notice,
   type StoredMessage,
 } from '../engine.js';
+import { openBackend, type Backend } from './connection.js';
+import { HealthCheck } from './health.js';
 import { groupKeys, GROUPS_EXIST, ID_COUNTER, isGroupId } from './keys.js';
 import { parseStreamEntries, type StreamEntry } from './payloads.js';
 import { Presence } from './presence.js';
-import { defineScripts, type ScriptedRedis } from './scripts.js';
+import type { ScriptedClient } from './scripts.js';
 import { Subscriptions } from './subscriptions.js';
 
 /** How long start() waits for Redis before going on not ready (it keeps reconnecting). */
 const START_WAIT_MS = 5_000;
-/** A command without a reply by then fails (and counts as unavailable). */
-const COMMAND_TIMEOUT_MS = 3_000;
 /** Give up on an ID after this many taken ones in a row (the counter would have to be far behind). */
 const MAX_ID_ATTEMPTS = 100_000;
 
 /** Replies that mean "Redis cannot serve right now", not "the request is wrong". */
-const TRANSIENT_REPLY = /^(LOADING|MISCONF|READONLY|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN|OOM|NOREPLICAS|NOSCRIPT)\b/;
+const TRANSIENT_REPLY = /^(LOADING|MISCONF|READONLY|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN|OOM|NOREPLICAS|NOSCRIPT|MOVED|ASK)\b/;
 
 /**
  * Connection trouble and transient replies become EngineUnavailableError; other
@@ -50,33 +51,27 @@ function toEngineError(e: unknown): Error {
   return new EngineUnavailableError(message);
 }
 
-function connectionOptions(config: Config, role: 'cmd' | 'sub'): RedisOptions {
-  return {
-    lazyConnect: true,
-    connectionName: `chat:${config.nodeId}:${role}`.replace(/\s/g, '_'),
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    autoResubscribe: false, // the engine resubscribes itself, then asks for a resync
-    commandTimeout: COMMAND_TIMEOUT_MS,
-    connectTimeout: 2_000,
-    retryStrategy: (times: number) => Math.min(times * 100, 1_000),
-  };
-}
-
 export interface RedisEngineHooks {
   /** A connection came back after a loss (for chat_redis_reconnects_total). */
   onReconnect?: (conn: 'command' | 'subscriber') => void;
 }
 
+export interface RedisEngineOptions {
+  /** PING every server connection this often (default 1 s)… */
+  healthIntervalMs?: number;
+  /** …and count the engine down while one has not answered within this (default 2 s). */
+  healthTimeoutMs?: number;
+}
+
 export class RedisEngine implements Engine {
   readonly kind = 'redis' as const;
-  private readonly url: string;
   private readonly log: Logger;
-  private cmdConn: ScriptedRedis | null = null;
-  private subConn: Redis | null = null;
+  private backend: Backend | null = null;
   private subscriptions: Subscriptions | null = null;
+  private readonly health: HealthCheck;
   private wasUp = false;
+  /** start() waiting for the first time everything is up. */
+  private upWaiters: Array<() => void> = [];
   private stopped = false;
   private readonly presence: Presence;
 
@@ -84,17 +79,26 @@ export class RedisEngine implements Engine {
     private readonly config: Config,
     log?: Logger,
     private readonly hooks: RedisEngineHooks = {},
+    options: RedisEngineOptions = {},
   ) {
-    if (!config.redisUrl) throw new Error('REDIS_CLUSTER_NODES is not supported yet: set REDIS_URL');
-    this.url = config.redisUrl;
+    if (!config.redisUrl && !config.redisClusterNodes) throw new Error('the Redis engine needs REDIS_URL or REDIS_CLUSTER_NODES');
     this.log = (log ?? createLogger(config.logLevel, config.nodeId)).child({ engine: 'redis' });
     this.presence = new Presence({
       nodeId: config.nodeId,
       ttlMs: config.presenceTtlSeconds * 1000,
       log: this.log,
       redis: () => this.cmd,
-      isReady: () => this.cmdConn?.status === 'ready',
+      isReady: () => this.commandsReady(),
       onSwept: (groupId, memberId, name) => this.notify({ kind: 'left', groupId, name, origin: memberId }),
+    });
+    this.health = new HealthCheck({
+      intervalMs: options.healthIntervalMs ?? 1_000,
+      timeoutMs: options.healthTimeoutMs ?? 2_000,
+      targets: () => [...(this.backend?.commandConnections() ?? []), ...(this.subscriptions?.connections() ?? [])],
+      onChange: (healthy, detail) => {
+        if (healthy) this.subscriptions?.maybeResync();
+        this.onStatus(healthy ? 'ping' : `ping timeout (${detail.failed} of ${detail.of} connections)`);
+      },
     });
   }
 
@@ -103,79 +107,88 @@ export class RedisEngine implements Engine {
     return this.subscriptions;
   }
 
-  private get cmd(): ScriptedRedis {
-    if (!this.cmdConn) throw new EngineUnavailableError('engine not started');
-    return this.cmdConn;
+  private get cmd(): ScriptedClient {
+    if (!this.backend) throw new EngineUnavailableError('engine not started');
+    return this.backend.cmd;
   }
 
   // ---- lifecycle ----
 
   async start(): Promise<void> {
-    const cmd = defineScripts(new Redis(this.url, connectionOptions(this.config, 'cmd')));
-    const sub = new Redis(this.url, connectionOptions(this.config, 'sub'));
-    this.cmdConn = cmd;
-    this.subConn = sub;
-    for (const [role, conn] of [['command', cmd], ['subscriber', sub]] as const) {
-      conn.on('error', (e: Error) => this.log.debug({ conn: role, err: e.message }, 'redis connection error'));
-      conn.on('close', () => this.onStatus(role));
-      let connectedBefore = false;
-      conn.on('ready', () => {
-        if (connectedBefore) this.hooks.onReconnect?.(role);
-        connectedBefore = true;
-        this.onStatus(role);
-      });
-    }
-    const channels = new Subscriptions(sub, this.log, () => this.isUp());
+    const backend = openBackend(this.config);
+    this.backend = backend;
+    const cmd = backend.cmd;
+    const channels = new Subscriptions(backend.topology, this.log, {
+      canResync: () => this.isUp(),
+      onReconnect: () => this.hooks.onReconnect?.('subscriber'),
+      onStatus: () => this.onStatus('subscriber'),
+    });
     this.subscriptions = channels;
+    cmd.on('error', (e: Error) => this.log.debug({ conn: 'command', err: e.message }, 'redis connection error'));
+    cmd.on('node error', (e: Error) => this.log.debug({ conn: 'command', err: e.message }, 'redis node error'));
+    cmd.on('close', () => this.onStatus('command'));
+    let connectedBefore = false;
     cmd.on('ready', () => {
+      if (connectedBefore) this.hooks.onReconnect?.('command');
+      connectedBefore = true;
+      // The cluster's slot map is known by now: connect a subscriber to every master.
+      channels.start();
+      this.onStatus('command');
       void this.presence.beat();
       channels.maybeResync();
     });
+    channels.start();
 
-    const ready = (c: Redis): Promise<void> => new Promise((res) => (c.status === 'ready' ? res() : c.once('ready', () => res())));
-    const bothReady = Promise.all([ready(cmd), ready(sub)]);
     // A failed first attempt is retried by the retry strategy like any reconnect.
     void cmd.connect().catch(() => undefined);
-    void sub.connect().catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
-    const waited = await Promise.race([
-      bothReady.then(() => true),
+    const up = await Promise.race([
+      new Promise<boolean>((res) => (this.isUp() ? res(true) : this.upWaiters.push(() => res(true)))),
       new Promise<boolean>((res) => (timer = setTimeout(() => res(false), START_WAIT_MS))),
     ]);
     clearTimeout(timer);
-    if (!waited) this.log.warn({ waitedMs: START_WAIT_MS }, 'redis not reachable yet: starting not ready, still trying');
+    this.upWaiters = [];
+    if (!up) this.log.warn({ waitedMs: START_WAIT_MS }, 'redis not reachable yet: starting not ready, still trying');
     this.presence.start();
+    this.health.start();
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.health.stop();
     await this.presence.stop();
-    for (const c of [this.cmdConn, this.subConn]) {
-      if (!c) continue;
-      if (c.status === 'ready') await c.quit().catch(() => c.disconnect());
-      else c.disconnect();
-    }
+    await this.subscriptions?.stop();
+    const c = this.backend?.cmd;
+    if (!c) return;
+    if (c.status === 'ready') await c.quit().catch(() => c.disconnect());
+    else c.disconnect();
+  }
+
+  private commandsReady(): boolean {
+    return !this.stopped && this.backend?.cmd.status === 'ready';
   }
 
   isUp(): boolean {
-    return !this.stopped && this.cmdConn?.status === 'ready' && this.subConn?.status === 'ready';
+    return this.commandsReady() && this.health.healthy && (this.subscriptions?.allReady() ?? false);
   }
 
-  private onStatus(role: 'command' | 'subscriber'): void {
+  private onStatus(cause: string): void {
     const up = this.isUp();
+    if (up) for (const w of this.upWaiters.splice(0)) w();
     if (up === this.wasUp || this.stopped) return;
     this.wasUp = up;
-    if (up) this.log.info({ conn: role }, '[REDIS UP]');
-    else this.log.warn({ conn: role }, '[REDIS DOWN]');
+    if (up) this.log.info({ conn: cause }, '[REDIS UP]');
+    else this.log.warn({ conn: cause }, '[REDIS DOWN]');
   }
 
   // ---- calls ----
 
   /** Run one engine call: fail fast while the command connection is down, map connection trouble to EngineUnavailableError. */
-  private async call<T>(f: (r: ScriptedRedis) => Promise<T>): Promise<T> {
+  private async call<T>(f: (r: ScriptedClient) => Promise<T>): Promise<T> {
     const r = this.cmd;
-    if (this.stopped || r.status !== 'ready') throw new EngineUnavailableError('redis not connected');
+    if (!this.commandsReady()) throw new EngineUnavailableError('redis not connected');
+    if (!this.health.healthy) throw new EngineUnavailableError('redis not answering');
     try {
       return await f(r);
     } catch (e) {
@@ -217,7 +230,8 @@ export class RedisEngine implements Engine {
     const k = groupKeys(groupId);
     // One serialised form for the stream entry and (with the seq put in front) the channel payload.
     const body = JSON.stringify({ from: msg.from, text: msg.text, ts: msg.ts, origin: msg.origin });
-    const seq = await this.call((r) => r.chatPublish(k.meta, k.history, k.channel, this.config.historyLimit, body)).catch((e: unknown) => {
+    const pub = this.backend?.publishCommand ?? 'PUBLISH';
+    const seq = await this.call((r) => r.chatPublish(k.meta, k.history, k.channel, this.config.historyLimit, body, pub)).catch((e: unknown) => {
       if (e instanceof Error && e.message.startsWith('redis: NOGROUP')) throw new Error(`no group ${groupId}`);
       throw e;
     });
@@ -247,7 +261,8 @@ export class RedisEngine implements Engine {
   async notify(notice: Notice): Promise<void> {
     if (!isGroupId(notice.groupId)) return;
     const payload = JSON.stringify({ t: 'n', kind: notice.kind, name: notice.name, origin: notice.origin });
-    await this.call((r) => r.publish(groupKeys(notice.groupId).channel, payload));
+    const channel = groupKeys(notice.groupId).channel;
+    await this.call((r) => (this.backend?.publishCommand === 'SPUBLISH' ? r.spublish(channel, payload) : r.publish(channel, payload)));
   }
 
   async authLocked(groupId: string, max: number): Promise<boolean> {

@@ -3,7 +3,7 @@
 // the EVALSHA / NOSCRIPT → EVAL dance (a restarted Redis has an empty script cache).
 // `make build` copies the .lua files beside the compiled JavaScript.
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 const lua = (name: string): string => readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
 
@@ -18,20 +18,22 @@ type Arg = string | number;
 
 export interface ScriptCommands {
   chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg): Promise<number>;
-  chatPublish(meta: string, history: string, channel: string, limit: Arg, messageJson: string): Promise<number>;
+  chatPublish(meta: string, history: string, channel: string, limit: Arg, messageJson: string, publishCommand: 'PUBLISH' | 'SPUBLISH'): Promise<number>;
   chatAuthFailure(counter: string, windowSeconds: Arg): Promise<number>;
   chatSweepMembers(members: string, instance: string): Promise<string[]>;
 }
 
-export type ScriptedRedis = Redis & ScriptCommands;
+/** One Redis server or a Redis Cluster: the engine issues the same single-slot commands on either. */
+export type Client = Redis | Cluster;
+export type ScriptedClient = Client & ScriptCommands;
 
 /** Read the script files once per process. */
 let sources: Record<keyof typeof SCRIPTS, string> | null = null;
 
-export function defineScripts(conn: Redis): ScriptedRedis {
+export function defineScripts<C extends Client>(conn: C): C & ScriptCommands {
   sources ??= Object.fromEntries(Object.entries(SCRIPTS).map(([name, s]) => [name, lua(s.file)])) as Record<keyof typeof SCRIPTS, string>;
   for (const [name, s] of Object.entries(SCRIPTS)) {
     conn.defineCommand(name, { numberOfKeys: s.keys, lua: sources[name as keyof typeof SCRIPTS] });
   }
-  return conn as ScriptedRedis;
+  return conn as C & ScriptCommands;
 }

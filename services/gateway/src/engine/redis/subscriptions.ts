@@ -1,93 +1,256 @@
-// The subscriber side of the Redis engine: one connection per process, one
-// SUBSCRIBE per group with local members, and the channel → listener map.
+// The subscriber side of the Redis engine: one subscription per group with
+// local members, and the channel → listener map.
 //
-// Pub/sub is at-most-once: whatever was published while this connection was
-// away is gone. So ioredis's own resubscribe is off; after every (re)connect
-// this class subscribes to everything in the map, waits for Redis to confirm,
-// and then (once commands work too, since the node backfills through them)
-// sends every listener a `resync`.
+// Where a channel is subscribed comes from the Topology (connection.ts): on
+// one server, classic SUBSCRIBE on one connection; on a Redis Cluster, sharded
+// SSUBSCRIBE on one connection per master, the one serving the channel's slot
+// (SPUBLISH only reaches subscribers on the shard that owns the slot).
+//
+// Pub/sub is at-most-once: whatever was published while a subscription was
+// missing is gone. So ioredis's own resubscribe is off; whenever a connection
+// (re)connects this class subscribes it to every channel routed to it, waits
+// for Redis to confirm, and then (once the engine is up, since the node
+// backfills through commands) sends those channels' listeners a `resync`. The
+// same happens to a channel whose slot moved to another master (migration,
+// failover) and to every channel of a connection that Redis told about a move
+// (an unsolicited SUNSUBSCRIBE or a MOVED reply, which ioredis reports as 'moved').
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
 import type { ChannelEvent, ChannelListener } from '../engine.js';
-import { channelGroup, groupKeys } from './keys.js';
+import type { Topology } from './connection.js';
+import { channelGroup, groupKeys, keySlot } from './keys.js';
 import { parseChannelPayload } from './payloads.js';
 
 const SUBSCRIBE_BATCH = 500;
+/** (S)SUBSCRIBE commands in flight at once while resubscribing. */
+const SUBSCRIBE_WINDOW = 500;
+/** After a 'moved', let the cluster settle this long before reloading the slot map and resubscribing. */
+const MOVED_SETTLE_MS = 100;
 
 interface Subscription {
   groupId: string;
   listener: ChannelListener;
+  /** The node whose connection should hold it (null: slot map unknown yet). */
+  node: string | null;
+}
+
+interface Link {
+  node: string;
+  conn: Redis;
+  /** Set after ready once, so later 'ready' events count as reconnects. */
+  connectedBefore: boolean;
+}
+
+export interface SubscriptionHooks {
+  /** Whether a resync can be served now (the engine is up). */
+  canResync: () => boolean;
+  /** A subscriber connection came back after a loss. */
+  onReconnect: () => void;
+  /** A subscriber connection changed status (for the engine's up/down log). */
+  onStatus: () => void;
 }
 
 export class Subscriptions {
   /** channel → the node's listener for that group. */
   private subs = new Map<string, Subscription>();
-  private resubscribing = false;
-  private resyncPending = false;
+  /** node → its subscriber connection. */
+  private links = new Map<string, Link>();
+  /** Channels subscribed again (confirmed) whose listeners still owe a resync. */
+  private pending = new Set<string>();
+  private resubscribing = 0;
+  private movedTimer: NodeJS.Timeout | null = null;
+  private movedNodes = new Set<string>();
+  private stopped = false;
+  private readonly subscribeCmd: 'subscribe' | 'ssubscribe';
+  private readonly unsubscribeCmd: 'unsubscribe' | 'sunsubscribe';
 
   constructor(
-    private readonly conn: Redis,
+    private readonly topology: Topology,
     private readonly log: Logger,
-    /** Whether a resync can be served now (the engine is up: both connections ready). */
-    private readonly canResync: () => boolean,
+    private readonly hooks: SubscriptionHooks,
   ) {
-    conn.on('ready', () => void this.resubscribeAll());
-    conn.on('message', (channel: string, payload: string) => this.onMessage(channel, payload));
+    this.subscribeCmd = topology.sharded ? 'ssubscribe' : 'subscribe';
+    this.unsubscribeCmd = topology.sharded ? 'sunsubscribe' : 'unsubscribe';
+    topology.onChange(() => this.reconcile());
   }
 
   get size(): number {
     return this.subs.size;
   }
 
+  /** The subscriber connections (for the health check). */
+  connections(): Redis[] {
+    return [...this.links.values()].map((l) => l.conn);
+  }
+
+  /** Every node has a connection and every connection is ready. */
+  allReady(): boolean {
+    if (this.links.size === 0) return false;
+    for (const l of this.links.values()) if (l.conn.status !== 'ready') return false;
+    return true;
+  }
+
+  /** Open a connection to every node the topology knows now (more come with each refresh). */
+  start(): void {
+    this.reconcile();
+  }
+
+  stop(): Promise<void> {
+    this.stopped = true;
+    if (this.movedTimer) clearTimeout(this.movedTimer);
+    return Promise.all([...this.links.values()].map((l) => close(l.conn))).then(() => undefined);
+  }
+
   /**
    * Calls for one group apply in call order: the map changes synchronously and
-   * SUBSCRIBE/UNSUBSCRIBE go out in order on the one connection. While it is
-   * down only the map changes; the next 'ready' subscribes and resyncs.
+   * (S)SUBSCRIBE/(S)UNSUBSCRIBE go out in order on the group's connection. While
+   * it is down only the map changes; its next 'ready' subscribes and resyncs.
    */
   async subscribe(groupId: string, listener: ChannelListener): Promise<void> {
     const channel = groupKeys(groupId).channel;
-    this.subs.set(channel, { groupId, listener });
-    if (this.conn.status !== 'ready') return;
+    const node = this.topology.ownerOf(channel);
+    this.subs.set(channel, { groupId, listener, node });
+    const link = node === null ? undefined : this.links.get(node);
+    if (!link || link.conn.status !== 'ready') return;
     try {
-      await this.conn.subscribe(channel);
+      await link.conn[this.subscribeCmd](channel);
     } catch (e) {
-      // The connection dropped under us: its next 'ready' resubscribes and resyncs.
-      this.log.debug({ groupId, err: e instanceof Error ? e.message : String(e) }, 'subscribe failed');
+      // Dropped under us (its next 'ready' resubscribes), or MOVED (the 'moved' repair resubscribes).
+      this.log.debug({ groupId, err: errText(e) }, 'subscribe failed');
     }
   }
 
   async unsubscribe(groupId: string): Promise<void> {
     const channel = groupKeys(groupId).channel;
+    const s = this.subs.get(channel);
     this.subs.delete(channel);
-    if (this.conn.status !== 'ready') return;
-    await this.conn.unsubscribe(channel).catch(() => undefined);
+    this.pending.delete(channel);
+    const link = s?.node ? this.links.get(s.node) : undefined;
+    if (link && link.conn.status === 'ready') await link.conn[this.unsubscribeCmd](channel).catch(() => undefined);
   }
 
-  private async resubscribeAll(): Promise<void> {
-    this.resubscribing = true;
+  /** Deliver pending resyncs once they can be served (the engine calls this when commands come back). */
+  maybeResync(): void {
+    if (this.pending.size === 0 || this.resubscribing > 0 || !this.hooks.canResync()) return;
+    const channels = [...this.pending];
+    this.pending.clear();
+    this.log.info({ groups: channels.length }, '[RESYNC]');
+    for (const ch of channels) {
+      const s = this.subs.get(ch);
+      if (s) this.emit(s, { kind: 'resync' });
+    }
+  }
+
+  // ---- connections and routing ----
+
+  /** Match connections to the topology's nodes, and channels to the node that now serves them. */
+  private reconcile(): void {
+    if (this.stopped) return;
+    const nodes = new Set(this.topology.nodes());
+    for (const node of nodes) if (!this.links.has(node)) this.openLink(node);
+    const moved = new Map<string, string[]>();
+    for (const [channel, s] of this.subs) {
+      const owner = this.topology.ownerOf(channel);
+      if (owner === null || owner === s.node) continue;
+      const old = s.node ? this.links.get(s.node) : undefined;
+      // Best effort: a master that lost the slot has dropped the subscription already.
+      if (old && old.conn.status === 'ready') old.conn[this.unsubscribeCmd](channel).catch(() => undefined);
+      s.node = owner;
+      moved.set(owner, [...(moved.get(owner) ?? []), channel]);
+    }
+    for (const [node, channels] of moved) {
+      this.log.info({ node, channels: channels.length }, 'channels moved to another master');
+      const link = this.links.get(node);
+      if (link && link.conn.status === 'ready') void this.resubscribe(link, channels);
+      // else: its 'ready' subscribes them.
+    }
+    for (const [node, link] of this.links) {
+      if (nodes.has(node) || [...this.subs.values()].some((s) => s.node === node)) continue;
+      this.links.delete(node);
+      void close(link.conn);
+    }
+  }
+
+  private openLink(node: string): void {
+    const conn = this.topology.openSubscriber(node);
+    const link: Link = { node, conn, connectedBefore: false };
+    this.links.set(node, link);
+    conn.on('error', (e: Error) => this.log.debug({ conn: 'subscriber', node, err: e.message }, 'redis connection error'));
+    conn.on('close', () => this.hooks.onStatus());
+    conn.on('ready', () => {
+      if (link.connectedBefore) this.hooks.onReconnect();
+      link.connectedBefore = true;
+      this.hooks.onStatus();
+      void this.resubscribe(link, this.channelsOf(node));
+    });
+    conn.on(this.topology.sharded ? 'smessage' : 'message', (channel: string, payload: string) => this.onMessage(channel, payload));
+    conn.on('moved', () => this.onMoved(node));
+    void conn.connect().catch(() => undefined); // a failed first attempt is retried like any reconnect
+  }
+
+  private channelsOf(node: string): string[] {
+    const out: string[] = [];
+    for (const [channel, s] of this.subs) if (s.node === node) out.push(channel);
+    return out;
+  }
+
+  /** Subscribe `channels` on the link, confirmed by Redis, then owe each a resync. */
+  private async resubscribe(link: Link, channels: string[]): Promise<void> {
+    if (channels.length === 0) return;
+    this.resubscribing++;
+    let failed = 0;
+    let lastError = '';
     try {
-      const channels = [...this.subs.keys()];
-      for (let i = 0; i < channels.length; i += SUBSCRIBE_BATCH) await this.conn.subscribe(...channels.slice(i, i + SUBSCRIBE_BATCH));
-      if (channels.length > 0) {
-        this.resyncPending = true;
-        this.log.info({ channels: channels.length }, '[RESUBSCRIBED]');
+      // Commands go out back to back (ioredis pipelines them); at most a window's worth in flight.
+      const all = batches(channels, this.topology.sharded);
+      for (let i = 0; i < all.length; i += SUBSCRIBE_WINDOW) {
+        const window = all.slice(i, i + SUBSCRIBE_WINDOW);
+        const results = await Promise.allSettled(window.map((b) => link.conn[this.subscribeCmd](...b)));
+        results.forEach((r, k) => {
+          if (r.status === 'rejected') {
+            failed++;
+            lastError = errText(r.reason);
+            return;
+          }
+          // Only channels still routed here: one unsubscribed or moved meanwhile needs no resync from this.
+          for (const ch of window[k] as string[]) if (this.subs.get(ch)?.node === link.node) this.pending.add(ch);
+        });
       }
-    } catch (e) {
-      // Dropped again mid-way: the next 'ready' starts over.
-      this.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'resubscribe failed');
+      // A failure means the connection dropped again (its next 'ready' starts over) or MOVED (the 'moved' repair does).
+      if (failed > 0) this.log.warn({ node: link.node, failed, err: lastError }, 'resubscribe incomplete');
+      else this.log.info({ node: link.node, channels: channels.length }, '[RESUBSCRIBED]');
     } finally {
-      this.resubscribing = false;
+      this.resubscribing--;
     }
     this.maybeResync();
   }
 
-  /** Deliver a pending resync once it can be served (the engine calls this when commands come back). */
-  maybeResync(): void {
-    if (!this.resyncPending || this.resubscribing || !this.canResync()) return;
-    this.resyncPending = false;
-    this.log.info({ groups: this.subs.size }, '[RESYNC]');
-    for (const s of this.subs.values()) this.emit(s, { kind: 'resync' });
+  /**
+   * Redis told a connection that a slot moved (an unsolicited SUNSUBSCRIBE after
+   * a migration or failover, or MOVED to an SSUBSCRIBE). Reload the slot map
+   * (which re-routes moved channels), then subscribe that connection again to
+   * everything still routed to it, since Redis may have dropped some.
+   */
+  private onMoved(node: string): void {
+    this.movedNodes.add(node);
+    if (this.movedTimer || this.stopped) return;
+    this.movedTimer = setTimeout(() => {
+      void (async () => {
+        await this.topology.refresh();
+        this.movedTimer = null;
+        const nodes = [...this.movedNodes];
+        this.movedNodes.clear();
+        this.reconcile();
+        for (const n of nodes) {
+          const link = this.links.get(n);
+          if (link && link.conn.status === 'ready') await this.resubscribe(link, this.channelsOf(n));
+        }
+      })();
+    }, MOVED_SETTLE_MS);
+    this.movedTimer.unref();
   }
+
+  // ---- delivery ----
 
   private emit(s: Subscription, ev: ChannelEvent): void {
     try {
@@ -109,3 +272,27 @@ export class Subscriptions {
     }
   }
 }
+
+/** Classic SUBSCRIBE takes any channels together; SSUBSCRIBE only channels of one slot. */
+function batches(channels: string[], sharded: boolean): string[][] {
+  const out: string[][] = [];
+  if (!sharded) {
+    for (let i = 0; i < channels.length; i += SUBSCRIBE_BATCH) out.push(channels.slice(i, i + SUBSCRIBE_BATCH));
+    return out;
+  }
+  const bySlot = new Map<number, string[]>();
+  for (const ch of channels) {
+    const slot = keySlot(ch);
+    const b = bySlot.get(slot);
+    if (b) b.push(ch);
+    else bySlot.set(slot, [ch]);
+  }
+  return [...bySlot.values()];
+}
+
+async function close(conn: Redis): Promise<void> {
+  if (conn.status === 'ready') await conn.quit().catch(() => conn.disconnect());
+  else conn.disconnect();
+}
+
+const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
