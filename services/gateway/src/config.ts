@@ -34,6 +34,9 @@ export interface Config {
   authLockoutSeconds: number;
   /** Redis engine: a killed node's members leave presence within this (its heartbeat key's TTL). */
   presenceTtlSeconds: number;
+  /** Redis engine: PING every server connection this often; one without a reply within the timeout counts Redis down. */
+  redisPingIntervalMs: number;
+  redisPingTimeoutMs: number;
   logLevel: string;
 }
 
@@ -63,6 +66,12 @@ export function loadConfig(env: Env = process.env): Config {
   const redisClusterNodes = list(env, 'REDIS_CLUSTER_NODES');
   const clustered = redisUrl !== null || redisClusterNodes !== null;
   const secret = env['CHAT_SECRET']?.trim() || null;
+  if (redisUrl !== null && redisClusterNodes !== null) throw new ConfigError('set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both');
+  for (const seed of redisClusterNodes ?? []) {
+    if (!/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):([1-9][0-9]{0,4})$/.test(seed) || Number(seed.slice(seed.lastIndexOf(':') + 1)) > 65535) {
+      throw new ConfigError(`REDIS_CLUSTER_NODES must be comma-separated host:port seeds, got "${seed}"`);
+    }
+  }
   if (clustered && !secret) throw new ConfigError('CHAT_SECRET is required when REDIS_URL or REDIS_CLUSTER_NODES is set (every node must share it)');
   if (secret !== null && secret.length < 16) throw new ConfigError('CHAT_SECRET must be at least 16 characters');
   const scryptN = int(env, 'SCRYPT_N', 131072, 2, 1 << 22);
@@ -96,6 +105,8 @@ export function loadConfig(env: Env = process.env): Config {
     authMaxFailures: int(env, 'AUTH_MAX_FAILURES', 10, 1, 1_000_000),
     authLockoutSeconds: int(env, 'AUTH_LOCKOUT_SECONDS', 60, 1, 86_400),
     presenceTtlSeconds: int(env, 'PRESENCE_TTL_SECONDS', 10, 1, 3600),
+    redisPingIntervalMs: int(env, 'REDIS_PING_INTERVAL_MS', 1000, 50, 60_000),
+    redisPingTimeoutMs: int(env, 'REDIS_PING_TIMEOUT_MS', 2000, 50, 60_000),
     logLevel: env['LOG_LEVEL']?.trim() || 'info',
   };
 }

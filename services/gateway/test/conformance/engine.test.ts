@@ -1,7 +1,10 @@
 // One behavioural suite for every Engine, run in-process: the embedded
-// MemoryEngine (temp DATA_DIR) and the RedisEngine (a real redis-server).
+// MemoryEngine (temp DATA_DIR), the RedisEngine on a real redis-server, and
+// the RedisEngine on a real 3-master Redis Cluster (REDIS_CLUSTER_NODES).
 // Then what only the Redis engine has: several processes' worth of engines on
-// one Redis, a counter gone backwards, a killed subscriber connection, an outage.
+// one Redis, a counter gone backwards, a killed subscriber connection, an
+// outage, a Redis that stops answering. (Cluster-only cases:
+// integration/redis-cluster-engine.test.ts.)
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config.js';
@@ -11,15 +14,16 @@ import { RedisEngine } from '../../src/engine/redis/redis-engine.js';
 import { ID_COUNTER, NODE_REGISTRY, groupKeys, memberValue, nodeKeys } from '../../src/engine/redis/keys.js';
 import { tempDir } from '../helpers/gateway.js';
 import { RedisServer } from '../helpers/redis.js';
+import { RedisClusterServer } from '../helpers/redis-cluster-server.js';
 import { Inbox, until } from '../helpers/wait.js';
 
 const HISTORY_LIMIT = 5;
 const rec = (creator: string) => ({ passwordHash: `scrypt$1024$8$1$salt$${creator}`, creator, createdAt: 1_700_000_000_000 });
 const msg = (from: string, text: string) => ({ from, text, ts: Date.now(), origin: `node/${from}` });
 
-function redisEngine(server: RedisServer, nodeId = 'conf-a', env: Record<string, string> = {}): RedisEngine {
+function redisEngine(server: RedisServer | RedisClusterServer, nodeId = 'conf-a', env: Record<string, string> = {}): RedisEngine {
   const config = loadConfig({
-    REDIS_URL: server.url,
+    ...(server instanceof RedisClusterServer ? { REDIS_CLUSTER_NODES: server.seeds } : { REDIS_URL: server.url }),
     CHAT_SECRET: 'conformance-secret-0123456789',
     HISTORY_LIMIT: String(HISTORY_LIMIT),
     NODE_ID: nodeId,
@@ -49,7 +53,7 @@ interface Harness {
   close(): Promise<void>;
 }
 
-const harnesses: Record<'memory' | 'redis', () => Promise<Harness>> = {
+const harnesses: Record<'memory' | 'redis' | 'redis-cluster', () => Promise<Harness>> = {
   memory: async () => {
     const dirs = new WeakMap<Engine, string>();
     const open = async (dir: string): Promise<Engine> => {
@@ -85,9 +89,27 @@ const harnesses: Record<'memory' | 'redis', () => Promise<Harness>> = {
       close: () => server.close(),
     };
   },
+  'redis-cluster': async () => {
+    const cluster = await RedisClusterServer.start(3);
+    return {
+      fresh: async () => {
+        await cluster.flushall();
+        const e = redisEngine(cluster);
+        await e.start();
+        return e;
+      },
+      reopen: async (e) => {
+        await e.stop();
+        const again = redisEngine(cluster, 'conf-b');
+        await again.start();
+        return again;
+      },
+      close: () => cluster.close(),
+    };
+  },
 };
 
-for (const name of ['memory', 'redis'] as const) {
+for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
   describe(`engine conformance: ${name}`, () => {
     let h: Harness;
     const open: Engine[] = [];
@@ -393,5 +415,39 @@ describe('redis engine: Redis goes away and comes back', () => {
     assert.deepEqual((await e.history(g, { limit: 10 })).map((m) => m.text), ['before']);
     assert.equal((await e.publish(g, msg('ann', 'after'))).seq, 2);
     assert.equal((await nextMessage(l.inbox, 'delivery after restart')).text, 'after');
+  });
+});
+
+describe('redis engine: a Redis that keeps the connection open but stops answering', () => {
+  let server: RedisServer;
+  let e: RedisEngine;
+  before(async () => {
+    server = await RedisServer.start();
+    e = redisEngine(server, 'stuck', { REDIS_PING_INTERVAL_MS: '100', REDIS_PING_TIMEOUT_MS: '300' });
+    await e.start();
+  });
+  after(async () => {
+    await e.stop();
+    await server.close();
+  });
+
+  test('a PING without a reply counts Redis down (calls fail fast) until a PING is answered again', async () => {
+    const g = (await e.createGroup(rec('ann'))).id;
+    const l = listen();
+    await e.subscribe(g, l.listener);
+    assert.equal(e.isUp(), true);
+    const PAUSE_MS = 1500;
+    const pausedAt = Date.now();
+    // Every client's commands wait (PING included); the connections stay open.
+    await server.admin.call('CLIENT', 'PAUSE', String(PAUSE_MS), 'ALL');
+    await until(() => !e.isUp(), PAUSE_MS - 100, 'the engine to count a paused Redis down');
+    const t0 = Date.now();
+    await assert.rejects(e.publish(g, msg('ann', 'while paused')), EngineUnavailableError);
+    assert.ok(Date.now() - t0 < 200, 'no waiting for the command timeout');
+    await until(() => e.isUp(), 5000, 'the engine to count Redis up once PING answers');
+    assert.ok(Date.now() - pausedAt >= PAUSE_MS - 50, 'not up again before the pause ended');
+    const sent = await e.publish(g, msg('ann', 'after'));
+    assert.equal(sent.seq, 1, 'the refused message was not stored');
+    assert.equal((await nextMessage(l.inbox, 'delivery after the pause')).text, 'after');
   });
 });

@@ -56,13 +56,6 @@ export interface RedisEngineHooks {
   onReconnect?: (conn: 'command' | 'subscriber') => void;
 }
 
-export interface RedisEngineOptions {
-  /** PING every server connection this often (default 1 s)… */
-  healthIntervalMs?: number;
-  /** …and count the engine down while one has not answered within this (default 2 s). */
-  healthTimeoutMs?: number;
-}
-
 export class RedisEngine implements Engine {
   readonly kind = 'redis' as const;
   private readonly log: Logger;
@@ -79,7 +72,6 @@ export class RedisEngine implements Engine {
     private readonly config: Config,
     log?: Logger,
     private readonly hooks: RedisEngineHooks = {},
-    options: RedisEngineOptions = {},
   ) {
     if (!config.redisUrl && !config.redisClusterNodes) throw new Error('the Redis engine needs REDIS_URL or REDIS_CLUSTER_NODES');
     this.log = (log ?? createLogger(config.logLevel, config.nodeId)).child({ engine: 'redis' });
@@ -92,8 +84,8 @@ export class RedisEngine implements Engine {
       onSwept: (groupId, memberId, name) => this.notify({ kind: 'left', groupId, name, origin: memberId }),
     });
     this.health = new HealthCheck({
-      intervalMs: options.healthIntervalMs ?? 1_000,
-      timeoutMs: options.healthTimeoutMs ?? 2_000,
+      intervalMs: config.redisPingIntervalMs,
+      timeoutMs: config.redisPingTimeoutMs,
       targets: () => [...(this.backend?.commandConnections() ?? []), ...(this.subscriptions?.connections() ?? [])],
       onChange: (healthy, detail) => {
         if (healthy) this.subscriptions?.maybeResync();
