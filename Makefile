@@ -1,7 +1,7 @@
 SHELL := /bin/bash
 NODE_TEST := node --test --test-concurrency=1 --test-timeout=120000
 
-.PHONY: install build run cluster test test-unit lint clean bench bench-redis k6-check
+.PHONY: install build run cluster client test test-unit lint clean bench bench-redis k6-check
 
 install: node_modules/.package-lock.json
 
@@ -22,8 +22,12 @@ run: build
 cluster: build
 	bash deploy/local/cluster.sh
 
+# The terminal client: make client URL=ws://127.0.0.1:8080/ (default: the TCP listener on 7037).
+client: build
+	node dist/services/client/src/main.js $(URL)
+
 test: build
-	$(NODE_TEST) $$(find dist/services/gateway/test -name "*.test.js" | sort)
+	$(NODE_TEST) $$(find dist/services -path "*/test/*" -name "*.test.js" | sort)
 
 test-unit: build
 	$(NODE_TEST) $$(find dist/services/gateway/test/unit -name "*.test.js" | sort)
