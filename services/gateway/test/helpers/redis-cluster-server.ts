@@ -17,6 +17,9 @@ export interface ClusterNodeInfo {
   ranges: Array<[number, number]>;
 }
 
+/** Cluster mode; a replica syncs at once (the diskless sync otherwise waits 5 s for more replicas). */
+const CLUSTER_ARGS = ['--cluster-enabled', 'yes', '--appendonly', 'no', '--repl-diskless-sync-delay', '0'];
+
 /** Run a command to completion; rejects with its output on a non-zero exit. */
 function run(cmd: string, args: string[], what: string, ms = 20_000): Promise<string> {
   const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -44,7 +47,7 @@ export class RedisClusterServer {
     try {
       for (let i = 0; i < masters; i++) {
         servers.push(
-          await RedisServer.start({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', `${dir}/nodes-${i}.conf`, '--appendonly', 'no'] }),
+          await RedisServer.start({ args: [...CLUSTER_ARGS, '--cluster-config-file', `${dir}/nodes-${i}.conf`] }),
         );
       }
       const cluster = new RedisClusterServer(servers);
@@ -122,20 +125,57 @@ export class RedisClusterServer {
     for (const [i, s] of this.servers.entries()) if (i !== from && i !== to) await s.admin.cluster('SETSLOT', slot, 'NODE', dstId);
   }
 
-  /** `INFO commandstats` summed over the masters, as command → calls. */
+  /**
+   * Start one more node and make it a replica of master `of` (CLUSTER MEET,
+   * CLUSTER REPLICATE, then wait for the replication link). Returns its index.
+   */
+  async addReplica(of: number): Promise<number> {
+    const master = this.servers[of] as RedisServer;
+    const masterId = (await master.admin.cluster('MYID')) as string;
+    const i = this.servers.length;
+    const replica = await RedisServer.start({ args: [...CLUSTER_ARGS, '--cluster-config-file', `${tempDir('chat-rcluster-')}/nodes-${i}.conf`] });
+    this.servers.push(replica);
+    await replica.admin.cluster('MEET', '127.0.0.1', master.port);
+    await until(async () => ((await replica.admin.cluster('NODES')) as string).includes(masterId), 10_000, 'the new node to learn the master');
+    await replica.admin.cluster('REPLICATE', masterId);
+    await until(async () => /master_link_status:up/.test(await replica.admin.info('replication')), 10_000, 'the replica to sync');
+    // A manual failover needs the master to know its new replica (it learns by gossip).
+    const replicaId = (await replica.admin.cluster('MYID')) as string;
+    await until(async () => ((await master.admin.cluster('REPLICAS', masterId)) as string[]).some((l) => l.startsWith(replicaId)), 10_000, 'the master to know its replica');
+    await this.untilOk();
+    return i;
+  }
+
+  /** Manual failover (CLUSTER FAILOVER on the replica): it becomes the master of its slots, the old master its replica. */
+  async failover(replica: number): Promise<void> {
+    const r = this.servers[replica] as RedisServer;
+    await r.admin.cluster('FAILOVER');
+    await until(async () => ((await r.admin.call('ROLE')) as [string])[0] === 'master', 10_000, 'the replica to take over');
+    const id = (await r.admin.cluster('MYID')) as string;
+    // Every node agrees once each sees the new master serving slots.
+    await until(
+      async () => (await Promise.all(this.servers.map(async (_, k) => (await this.nodes(k)).some((n) => n.id === id && n.master && n.ranges.length > 0)))).every(Boolean),
+      10_000,
+      'every node to see the new master',
+    );
+  }
+
+  /** `INFO commandstats` summed over the nodes, as command → calls. */
   async commandCalls(): Promise<Map<string, number>> {
     const sum = new Map<string, number>();
     for (const s of this.servers) for (const [cmd, n] of await s.commandCalls()) sum.set(cmd, (sum.get(cmd) ?? 0) + n);
     return sum;
   }
 
-  /** Per master, command → calls (to see which master ran what). */
+  /** Per node (index in `servers`), command → calls (to see which master ran what). */
   async commandCallsPerMaster(): Promise<Array<Map<string, number>>> {
     return Promise.all(this.servers.map((s) => s.commandCalls()));
   }
 
+  /** FLUSHALL on every master (replicas follow). */
   async flushall(): Promise<void> {
-    await Promise.all(this.servers.map((s) => s.admin.flushall()));
+    const masters = (await this.nodes()).filter((n) => n.master).map((n) => n.port);
+    await Promise.all(this.servers.filter((s) => masters.includes(s.port)).map((s) => s.admin.flushall()));
   }
 
   /** A cluster client of the test's own; closed by close(). */

@@ -1,9 +1,11 @@
-// Several gateways on one redis-server, and a JSON chat client that keeps
-// chat messages, replies (ack/error) and other events apart so a test can
-// count messages by seq without losing notices while it waits for an ack.
+// Several gateways on one redis-server (or on a real Redis Cluster), and a
+// JSON chat client that keeps chat messages, replies (ack/error) and other
+// events apart so a test can count messages by seq without losing notices
+// while it waits for an ack.
 import { WsClient } from './clients.js';
-import { gatewayOn } from './engines.js';
-import type { Gateway } from './gateway.js';
+import { gatewayOn, TEST_CHAT_SECRET } from './engines.js';
+import { startGateway, type Gateway } from './gateway.js';
+import type { RedisClusterServer } from './redis-cluster-server.js';
 import { RedisServer, type RedisServerOptions } from './redis.js';
 import { TimeoutError, within } from './wait.js';
 
@@ -30,6 +32,28 @@ export async function startCluster(n: number, opts: { env?: Record<string, strin
     throw e;
   }
   return { redis, nodes, stop };
+}
+
+/** `n` gateways on a Redis Cluster the test started (REDIS_CLUSTER_NODES = every master); stop() stops only the gateways. */
+export async function startGatewaysOnRedisCluster(
+  rc: RedisClusterServer,
+  n: number,
+  env: Record<string, string> = {},
+): Promise<{ nodes: Gateway[]; stop(): Promise<void> }> {
+  const nodes: Gateway[] = [];
+  const stop = async (): Promise<void> => {
+    for (const gw of nodes) await gw.stop('SIGTERM').catch(() => undefined);
+  };
+  try {
+    for (let i = 0; i < n; i++) {
+      const gwEnv = { REDIS_CLUSTER_NODES: rc.seeds, CHAT_SECRET: TEST_CHAT_SECRET, NODE_ID: `node${i}`, RATE_LIMIT_PER_SEC: '0', ...env };
+      nodes.push(await startGateway({ noTcp: true, env: gwEnv }));
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { nodes, stop };
 }
 
 export interface ChatMsg {

@@ -24,8 +24,8 @@ import { parseChannelPayload } from './payloads.js';
 const SUBSCRIBE_BATCH = 500;
 /** (S)SUBSCRIBE commands in flight at once while resubscribing. */
 const SUBSCRIBE_WINDOW = 500;
-/** After a 'moved', let the cluster settle this long before reloading the slot map and resubscribing. */
-const MOVED_SETTLE_MS = 100;
+/** Repairs after 'moved' (slot map reload + resubscribe) at most this often after the first. */
+const MOVED_RETRY_MS = 100;
 
 interface Subscription {
   groupId: string;
@@ -60,6 +60,7 @@ export class Subscriptions {
   private resubscribing = 0;
   private movedTimer: NodeJS.Timeout | null = null;
   private movedNodes = new Set<string>();
+  private lastRepairAt = 0;
   private stopped = false;
   private readonly subscribeCmd: 'subscribe' | 'ssubscribe';
   private readonly unsubscribeCmd: 'unsubscribe' | 'sunsubscribe';
@@ -229,25 +230,30 @@ export class Subscriptions {
    * Redis told a connection that a slot moved (an unsolicited SUNSUBSCRIBE after
    * a migration or failover, or MOVED to an SSUBSCRIBE). Reload the slot map
    * (which re-routes moved channels), then subscribe that connection again to
-   * everything still routed to it, since Redis may have dropped some.
+   * everything still routed to it, since Redis may have dropped some. The first
+   * repair starts at once (messages published meanwhile can only be backfilled
+   * from the capped history); repairs in quick succession (the slot map still
+   * stale somewhere) are spaced out.
    */
   private onMoved(node: string): void {
     this.movedNodes.add(node);
     if (this.movedTimer || this.stopped) return;
-    this.movedTimer = setTimeout(() => {
-      void (async () => {
-        await this.topology.refresh();
-        this.movedTimer = null;
-        const nodes = [...this.movedNodes];
-        this.movedNodes.clear();
-        this.reconcile();
-        for (const n of nodes) {
-          const link = this.links.get(n);
-          if (link && link.conn.status === 'ready') await this.resubscribe(link, this.channelsOf(n));
-        }
-      })();
-    }, MOVED_SETTLE_MS);
+    const delay = Date.now() - this.lastRepairAt < MOVED_RETRY_MS ? MOVED_RETRY_MS : 0;
+    this.movedTimer = setTimeout(() => void this.repair(), delay);
     this.movedTimer.unref();
+  }
+
+  private async repair(): Promise<void> {
+    this.lastRepairAt = Date.now();
+    await this.topology.refresh();
+    this.movedTimer = null;
+    const nodes = [...this.movedNodes];
+    this.movedNodes.clear();
+    this.reconcile();
+    for (const n of nodes) {
+      const link = this.links.get(n);
+      if (link && link.conn.status === 'ready') await this.resubscribe(link, this.channelsOf(n));
+    }
   }
 
   // ---- delivery ----
