@@ -50,6 +50,7 @@ const { values: a } = parseArgs({
     hold: { type: 'string', default: '2' },
     'log-level': { type: 'string', default: 'info' },
     env: { type: 'string', multiple: true, default: [] },
+    'node-arg': { type: 'string', multiple: true, default: [] },
     json: { type: 'string' },
     markdown: { type: 'string' },
     deadline: { type: 'string', default: '900' },
@@ -119,6 +120,7 @@ const common: Common = {
   textBytes: int('size', a.size, 32, 4096),
   logLevel: a['log-level'] ?? 'info',
   env,
+  nodeArgs: a['node-arg'] ?? [],
 };
 const scale = (name: string, raw: string | undefined, quickValue: number, min: number, max: number): number =>
   quick ? Math.min(quickValue, int(name, raw, min, max)) : int(name, raw, min, max);

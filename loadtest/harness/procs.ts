@@ -118,6 +118,8 @@ export interface GatewayOptions {
   logLevel: string;
   /** Extra environment (e.g. MAX_BACKPRESSURE_BYTES) from the command line. */
   env?: Record<string, string>;
+  /** Extra node flags for the gateway (e.g. --cpu-prof). */
+  nodeArgs?: string[];
 }
 
 export async function startGateway(index: number, dataDir: string, opts: GatewayOptions): Promise<Gateway> {
@@ -138,7 +140,7 @@ export async function startGateway(index: number, dataDir: string, opts: Gateway
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl, CHAT_SECRET: opts.chatSecret ?? '' } : {}),
     ...opts.env,
   };
-  const proc = spawn(process.execPath, [GATEWAY_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), GATEWAY_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const gw = new Gateway(`gateway ${index}`, proc);
   const line = await gw.waitLine((l) => l.includes('"[LISTENING]"'), 20_000, '[LISTENING]');
   const parsed = JSON.parse(line) as Record<string, unknown>;
@@ -174,7 +176,7 @@ export class Cluster {
     private readonly dirs: string[],
   ) {}
 
-  static async start(engine: 'memory' | 'redis', nodes: number, logLevel: string, env: Record<string, string>): Promise<Cluster> {
+  static async start(engine: 'memory' | 'redis', nodes: number, logLevel: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<Cluster> {
     const dirs: string[] = [];
     const dir = (p: string): string => {
       const d = mkdtempSync(join(tmpdir(), p));
@@ -188,7 +190,7 @@ export class Cluster {
       const chatSecret = randomBytes(24).toString('base64url');
       const n = engine === 'redis' ? nodes : 1;
       for (let i = 0; i < n; i++) {
-        const opts: GatewayOptions = redis ? { redisUrl: redis.url, chatSecret, logLevel, env } : { logLevel, env };
+        const opts: GatewayOptions = redis ? { redisUrl: redis.url, chatSecret, logLevel, env, nodeArgs } : { logLevel, env, nodeArgs };
         gateways.push(await startGateway(i, dir('bench-data-'), opts));
       }
     } catch (e) {
