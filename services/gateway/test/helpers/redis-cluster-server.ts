@@ -139,9 +139,17 @@ export class RedisClusterServer {
     await until(async () => ((await replica.admin.cluster('NODES')) as string).includes(masterId), 10_000, 'the new node to learn the master');
     await replica.admin.cluster('REPLICATE', masterId);
     await until(async () => /master_link_status:up/.test(await replica.admin.info('replication')), 10_000, 'the replica to sync');
-    // A manual failover needs the master to know its new replica (it learns by gossip).
+    // A manual failover needs every master to know the new replica (gossip): its master to
+    // start the handover, the others to vote for it.
     const replicaId = (await replica.admin.cluster('MYID')) as string;
-    await until(async () => ((await master.admin.cluster('REPLICAS', masterId)) as string[]).some((l) => l.startsWith(replicaId)), 10_000, 'the master to know its replica');
+    await until(
+      async () =>
+        (await Promise.all(this.servers.map(async (s) => ((await s.admin.cluster('REPLICAS', masterId)) as string[]).some((l) => l.startsWith(replicaId))))).every(
+          Boolean,
+        ),
+      10_000,
+      'every node to know the new replica',
+    );
     await this.untilOk();
     return i;
   }
