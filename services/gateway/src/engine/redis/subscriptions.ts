@@ -75,10 +75,6 @@ export class Subscriptions {
     topology.onChange(() => this.reconcile());
   }
 
-  get size(): number {
-    return this.subs.size;
-  }
-
   /** The subscriber connections (for the health check). */
   connections(): Redis[] {
     return [...this.links.values()].map((l) => l.conn);
@@ -157,7 +153,9 @@ export class Subscriptions {
       // Best effort: a master that lost the slot has dropped the subscription already.
       if (old && old.conn.status === 'ready') old.conn[this.unsubscribeCmd](channel).catch(() => undefined);
       s.node = owner;
-      moved.set(owner, [...(moved.get(owner) ?? []), channel]);
+      const list = moved.get(owner);
+      if (list) list.push(channel);
+      else moved.set(owner, [channel]);
     }
     for (const [node, channels] of moved) {
       this.log.info({ node, channels: channels.length }, 'channels moved to another master');
@@ -165,8 +163,9 @@ export class Subscriptions {
       if (link && link.conn.status === 'ready') void this.resubscribe(link, channels);
       // else: its 'ready' subscribes them.
     }
+    const routed = new Set([...this.subs.values()].map((s) => s.node));
     for (const [node, link] of this.links) {
-      if (nodes.has(node) || [...this.subs.values()].some((s) => s.node === node)) continue;
+      if (nodes.has(node) || routed.has(node)) continue;
       this.links.delete(node);
       void close(link.conn);
     }
