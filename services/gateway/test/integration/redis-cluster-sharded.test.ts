@@ -272,6 +272,12 @@ describe('three gateways on a 3-master Redis Cluster', () => {
     await until(async () => (await ready()).every((s) => s === 200), 10_000, 'every gateway ready again');
     assert.ok(Date.now() - pausedAt >= PAUSE_MS - 50, 'not ready before the master answered again');
   });
+
+  test('the gateways’ logs carry no message text or password (moves, resyncs and redirects included)', () => {
+    const logs = nodes.flatMap((gw) => gw.output).join('\n');
+    assert.match(logs, /\[RESYNC\]/, 'the logs of the slot move are there');
+    for (const secret of ['pw-cost', 'pw-move', 'warm-up', 'before 1', 'during 1']) assert.ok(!logs.includes(secret), `no "${secret}" in the logs`);
+  });
 });
 
 // Last: it adds a fourth node (a replica) and leaves the cluster changed.
