@@ -59,9 +59,13 @@ export class Inbox<T> {
 /** Poll a condition that has no event of its own (e.g. an HTTP status), with a deadline. */
 export async function until(cond: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) throw new TimeoutError(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise<void>((r) => setImmediate(r));
-  }
+  const check = async (): Promise<boolean> => {
+    for (;;) {
+      if (await cond()) return true;
+      if (Date.now() > end) return false;
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  };
+  // The deadline also bounds a single check that never answers (e.g. a command to a stopped server).
+  if (!(await within(check(), ms + 1000, what))) throw new TimeoutError(`timed out after ${ms} ms waiting for ${what}`);
 }
