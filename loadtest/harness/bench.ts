@@ -139,6 +139,13 @@ const deadline = setTimeout(() => {
 }, deadlineS * 1000);
 deadline.unref();
 
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.once(sig, () => {
+    process.stderr.write(`bench: ${sig}: stopping\n`);
+    report();
+    process.exit(130); // the exit handler in procs.ts kills what we started, by PID
+  });
+
 const rows: Row[] = [];
 const failures: string[] = [];
 

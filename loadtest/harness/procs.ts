@@ -14,8 +14,11 @@ import { within } from './wait.js';
 export const GATEWAY_MAIN = fileURLToPath(new URL('../../services/gateway/src/main.js', import.meta.url));
 
 const started = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+// However the run ends (deadline, Ctrl-C, a crash): kill what we started, by PID, and remove our temp dirs.
 process.once('exit', () => {
   for (const p of started) if (p.exitCode === null && p.signalCode === null && p.pid !== undefined) process.kill(p.pid, 'SIGKILL');
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
 });
 
 export function freePort(): Promise<number> {
@@ -181,6 +184,7 @@ export class Cluster {
     const dir = (p: string): string => {
       const d = mkdtempSync(join(tmpdir(), p));
       dirs.push(d);
+      tempDirs.add(d);
       return d;
     };
     let redis: RedisServer | null = null;
@@ -196,7 +200,7 @@ export class Cluster {
     } catch (e) {
       await Promise.all(gateways.map((g) => g.stop()));
       await redis?.stop();
-      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      for (const d of dirs) rmSync(d, { recursive: true, force: true }), tempDirs.delete(d);
       throw e;
     }
     return new Cluster(gateways, redis, dirs);
@@ -205,6 +209,6 @@ export class Cluster {
   async stop(): Promise<void> {
     await Promise.all(this.gateways.map((g) => g.stop()));
     await this.redis?.stop();
-    for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
+    for (const d of this.dirs) rmSync(d, { recursive: true, force: true }), tempDirs.delete(d);
   }
 }
