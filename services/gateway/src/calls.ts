@@ -17,6 +17,8 @@ export class Calls {
   /** Successful password checks, keyed by group and a keyed hash of the password (never the password). */
   private readonly authCache = new Map<string, string>();
   private readonly authCacheKey = randomBytes(32);
+  /** Password checks running now, by the same key: concurrent joins share one scrypt. */
+  private readonly checking = new Map<string, Promise<boolean>>();
 
   constructor(
     private readonly engine: Engine,
@@ -24,6 +26,32 @@ export class Calls {
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {}
+
+  /**
+   * scrypt at most once per (group, password) at a time: a join storm with the
+   * right password runs it once and the others share the answer (or find it in
+   * the cache of successful checks afterwards). Both count as cache hits.
+   */
+  private async checkPassword(groupId: string, password: string, stored: string): Promise<boolean> {
+    const key = `${groupId}\0${createHmac('sha256', this.authCacheKey).update(password).digest('base64')}`;
+    if (this.authCache.get(key) === stored) {
+      this.metrics.authCacheHits.inc();
+      return true;
+    }
+    const running = this.checking.get(key);
+    if (running) {
+      this.metrics.authCacheHits.inc();
+      return running;
+    }
+    const check = verifyPassword(password, stored).finally(() => this.checking.delete(key));
+    this.checking.set(key, check);
+    const ok = await check;
+    if (ok) {
+      if (this.authCache.size >= AUTH_CACHE_SIZE) this.authCache.delete(this.authCache.keys().next().value as string);
+      this.authCache.set(key, stored);
+    }
+    return ok;
+  }
 
   private token(groupId: string, name: string): string {
     return issueToken(this.config.chatSecret, groupId, name, this.config.tokenTtlSeconds * 1000);
@@ -62,18 +90,11 @@ export class Calls {
           this.metrics.joins.inc({ result: 'locked' });
           return { ok: false, code: 'rate_limited', message: T.LOCKED };
         }
-        const cacheKey = `${rec.id}\0${createHmac('sha256', this.authCacheKey).update(call.password).digest('base64')}`;
-        const cached = this.authCache.get(cacheKey) === rec.passwordHash;
-        if (!cached && !(await verifyPassword(call.password, rec.passwordHash))) {
+        if (!(await this.checkPassword(rec.id, call.password, rec.passwordHash))) {
           await engine.recordAuthFailure(rec.id, this.config.authLockoutSeconds);
           this.metrics.joins.inc({ result: 'wrong_password' });
           this.log.info({ conn: memberId, groupId: rec.id }, '[WRONG PASSWORD]');
           return { ok: false, code: 'wrong_password', message: T.WRONG_PASSWORD };
-        }
-        if (cached) this.metrics.authCacheHits.inc();
-        else {
-          if (this.authCache.size >= AUTH_CACHE_SIZE) this.authCache.delete(this.authCache.keys().next().value as string);
-          this.authCache.set(cacheKey, rec.passwordHash);
         }
         this.metrics.joins.inc({ result: 'ok' });
         this.log.info({ conn: memberId, groupId: rec.id, name: call.name }, '[NEW MEMBER]');

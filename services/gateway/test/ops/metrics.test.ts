@@ -146,6 +146,26 @@ test('a successful password check is cached per node: the second join skips scry
   }
 });
 
+test('a join storm with one password runs scrypt once: the other joins share it', async () => {
+  // The production cost makes a difference visible: 20 scrypts at N=2^17 would take seconds.
+  const gw = await startGateway({ env: { SCRYPT_N: '131072' } });
+  try {
+    const hits = async (): Promise<number> =>
+      parseMetrics(await (await fetch(`http://127.0.0.1:${gw.metricsPort}/metrics`)).text()).get('chat_auth_cache_hits_total') ?? NaN;
+    const a = await WsClient.connect(gw.wsUrl, 'chat.json');
+    a.sendJson({ op: 'create', name: 'A', password: PASSWORD });
+    const { groupId } = await a.nextOfType<{ groupId: string }>('created');
+    const clients = await Promise.all(Array.from({ length: 20 }, () => WsClient.connect(gw.wsUrl, 'chat.json')));
+    for (const [i, c] of clients.entries()) c.sendJson({ op: 'join', name: `m${i}`, groupId, password: PASSWORD });
+    for (const c of clients) await c.nextOfType('joined', 30_000);
+    assert.equal(await hits(), 19, 'one scrypt for twenty joins');
+    for (const c of clients) c.close();
+    a.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
 test('/healthz and /readyz answer on PORT; /metrics only on METRICS_PORT', async () => {
   const gw = await startGateway();
   try {
