@@ -50,6 +50,9 @@ export class UwsTransport implements Fanout {
   private readonly app: uWS.TemplatedApp;
   private listenSocket: uWS.us_listen_socket | null = null;
   private readonly groups = new Map<string, { members: WsConn[]; cursor: number }>();
+  private readonly pending = new Map<WsConn, string[]>();
+  private flushScheduled = false;
+  private inHandler = false;
 
   constructor(
     private readonly node: ChatNode,
@@ -87,11 +90,54 @@ export class UwsTransport implements Fanout {
   }
 
   private guard(where: string, f: () => void): void {
+    this.inHandler = true;
     try {
       f();
     } catch (e) {
       this.log.error({ where, err: e }, 'websocket handler failed');
+    } finally {
+      this.inHandler = false;
     }
+  }
+
+  /**
+   * Writes. Inside a uWS handler uWS corks by itself. Everything else (acks,
+   * replies after an engine call) comes from promise continuations, where each
+   * send would be its own syscall: those wait in `pending` and go out corked,
+   * once per socket per event-loop turn. Order per socket is kept: a write
+   * queues behind that socket's pending ones, and pending writes are flushed
+   * before any topic publish and before a close.
+   */
+  write(conn: WsConn, msg: string): void {
+    const q = this.pending.get(conn);
+    if (q) q.push(msg);
+    else if (this.inHandler) conn.sendNow([msg]);
+    else {
+      this.pending.set(conn, [msg]);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.guard('flush', () => this.flushAll()));
+      }
+    }
+  }
+
+  flushAll(): void {
+    this.flushScheduled = false;
+    if (this.pending.size === 0) return;
+    const batch = [...this.pending];
+    this.pending.clear();
+    for (const [conn, msgs] of batch) conn.sendNow(msgs);
+  }
+
+  flush(conn: WsConn): void {
+    const q = this.pending.get(conn);
+    if (!q) return;
+    this.pending.delete(conn);
+    conn.sendNow(q);
+  }
+
+  forget(conn: WsConn): void {
+    this.pending.delete(conn);
   }
 
   /**
@@ -153,6 +199,7 @@ export class UwsTransport implements Fanout {
   private publishTopic(t: string, msg: string, label: TransportLabel | null, exclude: Conn | null): void {
     let n = this.app.numSubscribers(t);
     if (n === 0) return;
+    this.flushAll(); // what was written to members before this message goes out before it
     if (exclude instanceof WsConn && !exclude.data.closed && exclude.ws.isSubscribed(t)) {
       exclude.ws.publish(t, msg, false); // uWS skips the publishing socket itself
       n--;
@@ -226,7 +273,10 @@ export class UwsTransport implements Fanout {
   private onClose(ws: uWS.WebSocket<WsData>, code: number, msg: ArrayBuffer): void {
     const data = ws.getUserData();
     data.closed = true;
-    if (data.conn) for (const g of data.conn.groups) this.leave(data.conn, g);
+    if (data.conn) {
+      for (const g of data.conn.groups) this.leave(data.conn, g);
+      this.forget(data.conn);
+    }
     this.log.debug({ conn: data.client?.memberId, code, reason: Buffer.from(msg).toString() }, 'ws closed');
     if (data.client) this.node.disconnected(data.client);
   }
@@ -251,7 +301,17 @@ class WsConn implements Conn {
 
   write(msg: string): void {
     if (this.data.closed || this.data.ending) return;
-    this.ws.send(msg, false);
+    this.t.write(this, msg);
+  }
+
+  /** Send now, corked: one syscall for the lot. */
+  sendNow(msgs: string[]): void {
+    if (this.data.closed || this.data.ending) return;
+    if (msgs.length === 1) this.ws.send(msgs[0] as string, false);
+    else
+      this.ws.cork(() => {
+        for (const m of msgs) this.ws.send(m, false);
+      });
     this.checkBackpressure();
   }
 
@@ -267,6 +327,8 @@ class WsConn implements Conn {
 
   end(code: number, reason: string): void {
     if (this.data.closed || this.data.ending) return;
+    this.t.flush(this);
+    if (this.data.closed || this.data.ending) return; // the flush found it a slow consumer
     this.data.ending = true;
     this.ws.end(code, reason);
   }
