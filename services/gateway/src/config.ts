@@ -25,7 +25,7 @@ export interface Config {
   scryptN: number;
   maxNameLength: number;
   maxTextLength: number;
-  /** WebSocket idle timeout (uWS pings before it); TCP gets the same bound. */
+  /** WebSocket idle timeout (uWS pings before it). TCP relies on kernel keepalive (the seed protocol has no ping). */
   idleTimeoutSeconds: number;
   /** Sessions that have not reached a group by then are closed. */
   menuTimeoutSeconds: number;
