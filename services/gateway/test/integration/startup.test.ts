@@ -1,0 +1,39 @@
+// Start-up refusals: the JavaScript fallback of uWebSockets.js, and bad settings.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { test } from 'node:test';
+import { MAIN, freePort, tempDir } from '../helpers/gateway.js';
+import { within } from '../helpers/wait.js';
+
+async function runGateway(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  const p = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOST: '127.0.0.1', PORT: '0', METRICS_PORT: '0', TCP_PORT: String(await freePort()), DATA_DIR: tempDir(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  p.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  p.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const code = await within(new Promise<number | null>((res) => p.once('exit', (c) => res(c))), 10_000, 'the gateway to refuse to start');
+  return { code, output };
+}
+
+test('refuses to run on the uWebSockets.js JavaScript fallback', async () => {
+  // The npm build falls back silently to a slow JS shim; this flag forces that path.
+  const { code, output } = await runGateway({ UWS_USE_FALLBACK: '1' });
+  assert.equal(code, 1);
+  assert.match(output, /not running its native build/);
+  assert.doesNotMatch(output, /\[LISTENING\]/);
+});
+
+test('bad settings stop the gateway with exit code 2 and name the setting', async () => {
+  for (const [env, name] of [
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ SCRYPT_N: '1000' }, 'SCRYPT_N'],
+    [{ REDIS_URL: 'redis://127.0.0.1:1' }, 'CHAT_SECRET'],
+    [{ RATE_LIMIT_PER_SEC: '-1' }, 'RATE_LIMIT_PER_SEC'],
+  ] as const) {
+    const { code, output } = await runGateway(env);
+    assert.equal(code, 2, JSON.stringify(env));
+    assert.match(output, new RegExp(name));
+  }
+});
