@@ -21,6 +21,8 @@ export class Journal<R> {
   private queue: string[] = [];
   private waiters: Waiter[] = [];
   private writing = false;
+  /** Bytes of whole records in the file: a failed write is cut back to this, never left half-written mid-file. */
+  private size = 0;
   /** The latest flush loop, for close() to wait on. */
   private flushing: Promise<void> = Promise.resolve();
   private snapshot: (() => R[]) | null = null;
@@ -57,6 +59,7 @@ export class Journal<R> {
     }
     const droppedBytes = buf.length - good;
     if (droppedBytes > 0) await truncate(this.path, good);
+    this.size = good;
     this.fh = await open(this.path, 'a');
     return { records, droppedBytes };
   }
@@ -84,15 +87,19 @@ export class Journal<R> {
     // `writing` is cleared right after the last look at the queue, with no await in between.
     try {
       while (this.queue.length > 0 || this.snapshot) {
+        const snap = this.snapshot;
+        // Before a snapshot, let callers whose writes were just acknowledged apply them
+        // to their state (their continuations are microtasks), or the snapshot would miss them.
+        if (snap) await new Promise<void>((r) => setImmediate(r));
         const chunk = this.queue.join('');
         const waiters = this.waiters;
-        const snap = this.snapshot;
         this.queue = [];
         this.waiters = [];
         this.snapshot = null;
         try {
-          if (snap) await this.swap(snap().map((r) => JSON.stringify(r) + '\n').join(''));
-          else await this.handle().write(chunk);
+          // Records still queued are not in the caller's state yet: they follow the snapshot.
+          if (snap) await this.swap(snap().map((r) => JSON.stringify(r) + '\n').join('') + chunk);
+          else await this.append_(chunk);
           for (const w of waiters) w.resolve();
         } catch (e) {
           for (const w of waiters) w.reject(e);
@@ -100,6 +107,18 @@ export class Journal<R> {
       }
     } finally {
       this.writing = false;
+    }
+  }
+
+  private async append_(chunk: string): Promise<void> {
+    const fh = this.handle();
+    const bytes = Buffer.from(chunk, 'utf8');
+    try {
+      await fh.write(bytes);
+      this.size += bytes.length;
+    } catch (e) {
+      await fh.truncate(this.size).catch(() => undefined);
+      throw e;
     }
   }
 
@@ -113,6 +132,7 @@ export class Journal<R> {
       await fh.close();
     }
     await rename(tmp, this.path);
+    this.size = Buffer.byteLength(content);
     const old = this.fh;
     this.fh = await open(this.path, 'a');
     await old?.close();
