@@ -151,6 +151,8 @@ export class ChatNode {
   disconnected(c: Client): void {
     if (c.closed) return;
     c.closed = true;
+    // Menu answers still queued are not worth doing for nobody (joins, creates: scrypt); chat lines still go out.
+    if (c.session.state.s !== 'chat') c.queue = [];
     this.perIp.release(c.conn.remote);
     if (c.menuTimer) clearTimeout(c.menuTimer);
     this.metrics.connections.dec({ transport: c.conn.transport });
@@ -177,7 +179,9 @@ export class ChatNode {
       c.conn.end(1011, 'internal error');
     } finally {
       c.busy = false;
-      if (c.session.state.s === 'closed' && c.closed) this.forget(c);
+      // Input that arrived while the loop was ending (e.g. the close that end() itself caused) still runs.
+      if (c.queue.length > 0) this.pump(c);
+      else if (c.session.state.s === 'closed' && c.closed) this.forget(c);
     }
   }
 

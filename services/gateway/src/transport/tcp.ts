@@ -46,6 +46,8 @@ export class TcpTransport implements Fanout {
   }
 
   private accept(socket: Socket): void {
+    // First of all: a reset on a socket we refuse or have not wrapped yet must not become an uncaught error.
+    socket.on('error', () => undefined);
     if (this.node.isDraining()) {
       socket.destroy();
       return;

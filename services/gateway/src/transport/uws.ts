@@ -213,7 +213,12 @@ export class UwsTransport implements Fanout {
     const extensions = req.getHeader('sec-websocket-extensions');
     const origin = req.getHeader('origin');
     const peer = Buffer.from(res.getRemoteAddressAsText()).toString();
-    const remote = addressFromXff(peer, req.getHeader('x-forwarded-for'), this.node.trustedProxies);
+    // Every X-Forwarded-For header, in order (getHeader returns only the first, which a client may have sent).
+    const xff: string[] = [];
+    req.forEach((k, v) => {
+      if (k === 'x-forwarded-for') xff.push(v);
+    });
+    const remote = addressFromXff(peer, xff.join(','), this.node.trustedProxies);
     if (this.node.isDraining()) {
       this.metrics.framesRejected.inc({ reason: 'draining' });
       res.writeStatus('503 Service Unavailable').end('draining\n');
@@ -233,7 +238,7 @@ export class UwsTransport implements Fanout {
       .map((s) => s.trim())
       .filter((s) => s.length > 0);
     if (wanted.length > 0) {
-      const match = wanted.find((p) => p in SUBPROTOCOLS);
+      const match = wanted.find((p) => Object.hasOwn(SUBPROTOCOLS, p));
       if (match === undefined) {
         this.metrics.framesRejected.inc({ reason: 'subprotocol' });
         res.writeStatus('400 Bad Request').end('unsupported subprotocol: use chat.text or chat.json\n');

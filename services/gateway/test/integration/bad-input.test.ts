@@ -155,6 +155,8 @@ for (const engine of ENGINES) {
 
     test('unsupported subprotocol is refused at the upgrade', async () => {
       await assert.rejects(WsClient.connect(gw.wsUrl, 'chat.xml'), /400/);
+      // Names of Object.prototype members are not subprotocols either.
+      for (const p of ['toString', 'constructor', 'hasOwnProperty']) await assert.rejects(WsClient.connect(gw.wsUrl, p), /400/);
     });
   });
 }

@@ -89,6 +89,21 @@ test('connections per client IP, from X-Forwarded-For and PROXY v1 of trusted pr
   }
 });
 
+test('a client cannot pick its address with an X-Forwarded-For of its own: the proxy-appended hop counts', async () => {
+  const gw = await startGateway({ env: { MAX_CONNECTIONS_PER_IP: '2', TRUSTED_PROXIES: '127.0.0.1' } });
+  try {
+    // As behind a proxy that appends a header: the client's own (forged) one comes first.
+    const via = (forged: string): Record<string, string> => ({ 'x-forwarded-for': [forged, '203.0.113.9'] as unknown as string });
+    const a = await WsClient.connect(gw.wsUrl, undefined, via('9.9.9.1'));
+    const b = await WsClient.connect(gw.wsUrl, undefined, via('9.9.9.2'));
+    await assert.rejects(WsClient.connect(gw.wsUrl, undefined, via('9.9.9.3')), /429/);
+    a.close();
+    b.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
 test('X-Forwarded-For from an untrusted peer is ignored', async () => {
   const gw = await startGateway({ env: { MAX_CONNECTIONS_PER_IP: '1' } });
   try {
