@@ -11,12 +11,19 @@ import { encodeJson, encodeText } from './protocol/codecs.js';
 import type { ChatMessage, ServerEvent } from './protocol/frames.js';
 import type { HistoryFrom } from './session.js';
 
+const BACKFILL_RETRY_MS = 1000;
+
 class Hub {
   /** The last seq fanned out on this node. */
   seq = 0;
   refs = 0;
   live = false;
-  backfilling = false;
+  /** The running backfill, if any. */
+  backfilling: Promise<void> | null = null;
+  /** Another resync/gap came in during the running backfill (or before the hub went live): go round again. */
+  again = false;
+  /** A backfill failed: messages wait in the buffer until the retry, so nothing is skipped or reordered. */
+  retry: NodeJS.Timeout | null = null;
   buffer: StoredMessage[] = [];
   ready: Promise<void> = Promise.resolve();
   constructor(readonly groupId: string) {}
@@ -54,6 +61,9 @@ export class GroupHubs {
     const hub = this.acquire(groupId);
     try {
       await hub.ready;
+      // A client resuming from further than this node has delivered (it came from a node
+      // that was ahead): catch the node up first, or it would get those messages twice.
+      if (from !== 'recent' && from.since > hub.seq) await this.backfill(hub);
       const limit = this.config.historyLimit;
       const msgs =
         from === 'recent' ? await this.engine.history(groupId, { limit }) : await this.engine.history(groupId, { since: from.since, limit });
@@ -81,6 +91,7 @@ export class GroupHubs {
     const hub = this.hubs.get(groupId);
     if (!hub || --hub.refs > 0) return;
     this.hubs.delete(groupId);
+    if (hub.retry) clearTimeout(hub.retry);
     this.metrics.subscriptions.dec();
     this.engine.unsubscribe(groupId).catch((e: unknown) => {
       this.metrics.engineErrors.inc({ op: 'unsubscribe' });
@@ -108,6 +119,7 @@ export class GroupHubs {
         h.seq = Math.max(h.seq, await this.engine.latestSeq(groupId));
         h.live = true;
         this.flushBuffer(h);
+        if (h.again) void this.backfill(h);
       })();
       h.ready.catch(() => undefined); // observed by attach
     }
@@ -119,7 +131,7 @@ export class GroupHubs {
     if (this.hubs.get(hub.groupId) !== hub) return;
     switch (ev.kind) {
       case 'message':
-        if (!hub.live || hub.backfilling) hub.buffer.push(ev.message);
+        if (!hub.live || hub.backfilling || hub.retry) hub.buffer.push(ev.message);
         else this.accept(hub, ev.message);
         return;
       case 'notice': {
@@ -130,6 +142,7 @@ export class GroupHubs {
       }
       case 'resync':
         if (hub.live) void this.backfill(hub);
+        else hub.again = true;
         return;
     }
   }
@@ -146,27 +159,56 @@ export class GroupHubs {
     void this.backfill(hub);
   }
 
-  private async backfill(hub: Hub): Promise<void> {
-    if (hub.backfilling) return;
-    hub.backfilling = true;
-    this.metrics.backfills.inc();
-    try {
-      for (;;) {
-        const more = await this.engine.history(hub.groupId, { since: hub.seq, limit: this.config.historyLimit });
-        for (const m of more) {
-          if (m.seq <= hub.seq) continue;
-          hub.seq = m.seq;
-          this.deliver(hub, m);
-        }
-        if (more.length < this.config.historyLimit) break;
-      }
-    } catch (e) {
-      this.metrics.engineErrors.inc({ op: 'backfill' });
-      this.log.warn({ groupId: hub.groupId, err: e instanceof Error ? e.message : String(e) }, 'backfill failed');
-    } finally {
-      hub.backfilling = false;
-      this.flushBuffer(hub, true);
+  /** Read history after hub.seq and deliver it; joins the running backfill if there is one. */
+  private backfill(hub: Hub): Promise<void> {
+    if (hub.backfilling) {
+      hub.again = true;
+      return hub.backfilling;
     }
+    if (hub.retry) {
+      clearTimeout(hub.retry);
+      hub.retry = null;
+    }
+    this.metrics.backfills.inc();
+    hub.backfilling = this.runBackfill(hub);
+    return hub.backfilling;
+  }
+
+  private async runBackfill(hub: Hub): Promise<void> {
+    let failed = false;
+    try {
+      do {
+        hub.again = false;
+        for (;;) {
+          const more = await this.engine.history(hub.groupId, { since: hub.seq, limit: this.config.historyLimit });
+          for (const m of more) {
+            if (m.seq <= hub.seq) continue;
+            hub.seq = m.seq;
+            this.deliver(hub, m);
+          }
+          if (more.length < this.config.historyLimit) break;
+        }
+      } while (hub.again);
+    } catch (e) {
+      failed = true;
+      this.metrics.engineErrors.inc({ op: 'backfill' });
+      this.log.warn({ groupId: hub.groupId, err: e instanceof Error ? e.message : String(e) }, 'backfill failed: retrying');
+    } finally {
+      hub.backfilling = null;
+    }
+    if (failed) {
+      // Keep what is buffered; try again shortly (the engine is likely down, and comes back with a resync).
+      if (this.hubs.get(hub.groupId) === hub) {
+        hub.retry = setTimeout(() => {
+          hub.retry = null;
+          if (this.hubs.get(hub.groupId) === hub) void this.backfill(hub);
+        }, BACKFILL_RETRY_MS);
+        hub.retry.unref();
+      }
+      return;
+    }
+    // History is read up to now: what it lacks is gone (trimmed), so holes are skipped.
+    this.flushBuffer(hub, true);
   }
 
   /** Deliver what arrived while the hub was starting or backfilling. After a backfill, a hole history cannot fill is skipped. */

@@ -268,9 +268,10 @@ export class ChatNode {
   private publish(c: Client, p: Publish): void {
     if (!c.bucket.take()) {
       this.metrics.framesRejected.inc({ reason: 'rate_limited' });
-      this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.RATE_LIMITED });
+      // The refusal carries the message's id and comes after the acks of earlier messages.
+      this.inOrder(c, () => this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.RATE_LIMITED, id: p.id }));
       // Sustained abuse (a whole burst's worth of refusals in a row) ends the connection.
-      if (++c.rateStrikes > this.config.rateLimitBurst) c.conn.end(CLOSE_POLICY, 'rate limit');
+      if (++c.rateStrikes > this.config.rateLimitBurst) this.inOrder(c, () => c.conn.end(CLOSE_POLICY, 'rate limit'));
       return;
     }
     c.rateStrikes = 0;
@@ -286,12 +287,21 @@ export class ChatNode {
           this.metrics.engineErrors.inc({ op: 'publish' });
           if (e instanceof EngineUnavailableError) this.log.warn({ conn: c.memberId }, 'publish failed: engine unavailable');
           else this.log.error({ conn: c.memberId, err: e }, 'publish failed');
-          this.sendTo(c, { type: 'error', code: 'unavailable', message: T.UNAVAILABLE });
+          this.sendTo(c, { type: 'error', code: 'unavailable', message: T.UNAVAILABLE, id: p.id });
         },
       )
       .finally(() => {
         c.inflight.splice(c.inflight.indexOf(done), 1);
       });
+    c.inflight.push(done);
+  }
+
+  /** Run `f` once every publish in flight now has settled (at once when none is). */
+  private inOrder(c: Client, f: () => void): void {
+    if (c.inflight.length === 0) return f();
+    const done: Promise<void> = Promise.all(c.inflight)
+      .then(f)
+      .finally(() => c.inflight.splice(c.inflight.indexOf(done), 1));
     c.inflight.push(done);
   }
 

@@ -41,7 +41,8 @@ export type ServerEvent =
   | { type: 'member_left'; groupId: string; name: string }
   | { type: 'members'; groupId: string; names: string[] }
   | { type: 'ack'; id: string | number | null; seq: number }
-  | { type: 'error'; code: ErrorCode; message: string }
+  /** `id`: on a refused or failed `send`, the client's id of that message (an extension of §3). */
+  | { type: 'error'; code: ErrorCode; message: string; id?: string | number | null }
   | { type: 'bye' }
   | { type: 'restarting' };
 

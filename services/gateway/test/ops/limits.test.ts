@@ -19,14 +19,14 @@ test('rate limit: a burst beyond the bucket gets rate_limited; sustained abuse c
   const gw = await startGateway({ env: { RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '5' } });
   try {
     const { c, groupId } = await member(gw, 'Spam');
-    for (let i = 0; i < 8; i++) c.sendJson({ op: 'send', text: `m${i}` });
+    for (let i = 0; i < 8; i++) c.sendJson({ op: 'send', text: `m${i}`, id: i });
     const seen: string[] = [];
     for (let i = 0; i < 8; i++) {
-      const e = await c.nextJson<{ type: string; code?: string }>();
-      seen.push(e.code ?? e.type);
+      const e = await c.nextJson<{ type: string; code?: string; id: number }>();
+      seen.push(`${e.code ?? e.type}:${e.id}`);
     }
-    assert.equal(seen.filter((s) => s === 'ack').length, 5);
-    assert.equal(seen.filter((s) => s === 'rate_limited').length, 3);
+    // In send order, each answer naming its message: five acks, then three refusals.
+    assert.deepEqual(seen, ['ack:0', 'ack:1', 'ack:2', 'ack:3', 'ack:4', 'rate_limited:5', 'rate_limited:6', 'rate_limited:7']);
     for (let i = 0; i < 10; i++) c.sendJson({ op: 'send', text: 'more' });
     assert.equal((await within(c.closed, 5000, 'close for abuse')).code, 1008);
     // Others are unaffected.
