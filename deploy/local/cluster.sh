@@ -22,7 +22,9 @@ secret_file="$run/chat-secret"
 CHAT_SECRET=$(cat "$secret_file")
 
 pids=()
+stopping=0
 cleanup() {
+  stopping=1
   trap - INT TERM EXIT
   echo "cluster: stopping"
   # Gateways first (SIGTERM = drain), then the rest.
@@ -85,4 +87,4 @@ cluster: up (logs in $run)
 Ctrl-C to drain and stop.
 MSG
 wait -n "${pids[@]}" || true
-echo "cluster: a process exited; stopping the rest" >&2
+[ "$stopping" = 1 ] || echo "cluster: a process exited; stopping the rest" >&2
