@@ -32,8 +32,19 @@ export class Calls {
    * right password runs it once and the others share the answer (or find it in
    * the cache of successful checks afterwards). Both count as cache hits.
    */
+  private cacheKey(groupId: string, password: string): string {
+    return `${groupId}\0${createHmac('sha256', this.authCacheKey).update(password).digest('base64')}`;
+  }
+
+  /** A check of this password for this group already succeeded on this node (and the hash is unchanged). */
+  private knownGood(groupId: string, password: string, stored: string): boolean {
+    if (this.authCache.get(this.cacheKey(groupId, password)) !== stored) return false;
+    this.metrics.authCacheHits.inc();
+    return true;
+  }
+
   private async checkPassword(groupId: string, password: string, stored: string): Promise<boolean> {
-    const key = `${groupId}\0${createHmac('sha256', this.authCacheKey).update(password).digest('base64')}`;
+    const key = this.cacheKey(groupId, password);
     if (this.authCache.get(key) === stored) {
       this.metrics.authCacheHits.inc();
       return true;
@@ -86,11 +97,14 @@ export class Calls {
           this.metrics.joins.inc({ result: any ? 'unknown_group' : 'no_groups' });
           return any ? { ok: false, code: 'unknown_group', message: T.WRONG_ID } : { ok: false, code: 'no_groups', message: T.NO_CHATS };
         }
-        if (await engine.authLocked(rec.id, this.config.authMaxFailures)) {
+        // A password this node has already seen succeed passes even while guessers have the
+        // group locked: the lockout stops guessing, it must not lock members out.
+        const known = this.knownGood(rec.id, call.password, rec.passwordHash);
+        if (!known && (await engine.authLocked(rec.id, this.config.authMaxFailures))) {
           this.metrics.joins.inc({ result: 'locked' });
           return { ok: false, code: 'rate_limited', message: T.LOCKED };
         }
-        if (!(await this.checkPassword(rec.id, call.password, rec.passwordHash))) {
+        if (!known && !(await this.checkPassword(rec.id, call.password, rec.passwordHash))) {
           await engine.recordAuthFailure(rec.id, this.config.authLockoutSeconds);
           this.metrics.joins.inc({ result: 'wrong_password' });
           this.log.info({ conn: memberId, groupId: rec.id }, '[WRONG PASSWORD]');

@@ -126,6 +126,9 @@ export function serveMetrics(metrics: Metrics, host: string, port: number): Prom
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
+      server.off('error', reject);
+      // Later errors (e.g. EMFILE on accept) must not take the node down with an unhandled 'error'.
+      server.on('error', () => undefined);
       const addr = server.address();
       resolve({ port: typeof addr === 'object' && addr ? addr.port : port, close: () => server.close() });
     });

@@ -229,6 +229,10 @@ export class ChatNode {
     if (after === 'chat' && c.menuTimer) {
       clearTimeout(c.menuTimer);
       c.menuTimer = null;
+    } else if (before === 'chat' && after === 'menu' && !c.menuTimer && !c.closed) {
+      // A JSON client that left its group (a failed join or create) is back in the menu: the bound applies again.
+      c.menuTimer = setTimeout(() => this.menuTimeout(c), this.config.menuTimeoutSeconds * 1000);
+      c.menuTimer.unref();
     }
   }
 

@@ -39,6 +39,27 @@ test('rate limit: a burst beyond the bucket gets rate_limited; sustained abuse c
   }
 });
 
+test('wrong-password lockout: guessers are refused, a password already verified still gets in', async () => {
+  const gw = await startGateway({ env: { AUTH_MAX_FAILURES: '3', AUTH_LOCKOUT_SECONDS: '60' } });
+  try {
+    const { c: owner, groupId } = await member(gw, 'Owner');
+    const attempt = async (password: string): Promise<string> => {
+      const c = await WsClient.connect(gw.wsUrl, 'chat.json');
+      c.sendJson({ op: 'join', name: 'X', groupId, password });
+      const r = JSON.parse(await c.frames.next(5000, 'join answer', (f) => /"joined"|"error"/.test(f))) as { type: string; code?: string };
+      c.close();
+      return r.code ?? r.type;
+    };
+    assert.equal(await attempt('p'), 'joined'); // verified once on this node
+    for (let i = 0; i < 3; i++) assert.equal(await attempt('guess'), 'wrong_password');
+    assert.equal(await attempt('guess'), 'rate_limited', 'locked after AUTH_MAX_FAILURES');
+    assert.equal(await attempt('p'), 'joined', 'the right, already verified password is not locked out');
+    owner.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
 test('the default rate limit lets a member send 10 messages a second', async () => {
   const gw = await startGateway();
   try {
