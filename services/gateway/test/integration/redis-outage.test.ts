@@ -100,3 +100,35 @@ describe('subscriber connections killed by Redis (CLIENT KILL TYPE pubsub)', () 
     assert.equal(m.get('chat_engine_up'), 1);
   });
 });
+
+describe('a member who leaves while Redis is down', () => {
+  let cl: Cluster;
+  const clients: JsonChat[] = [];
+  before(async () => {
+    // Heartbeats every second (a third of the TTL): the deferred removal runs soon after Redis is back.
+    cl = await startCluster(1, { redis: { appendonly: true }, env: { PRESENCE_TTL_SECONDS: '3' } });
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await cl.stop();
+  });
+
+  test('does not stay in /who once Redis is back, and the others are told', async () => {
+    const a = await JsonChat.open(cl.nodes[0]!);
+    const b = await JsonChat.open(cl.nodes[0]!);
+    clients.push(a, b);
+    const groupId = await a.create('Ann', 'pw-ghost');
+    await b.join('Ben', groupId, 'pw-ghost');
+    assert.deepEqual(await a.who(), ['Ann', 'Ben']);
+
+    await cl.redis.stop('SIGKILL');
+    await until(async () => (await readyz(cl, 0)) === 503, 5000, '/readyz 503');
+    b.close(); // its presence entry cannot be removed now
+    await b.closed;
+    await cl.redis.restart();
+    await until(async () => (await readyz(cl, 0)) === 200, 10_000, '/readyz 200');
+    const left = await a.events.take((e) => e.type === 'member_left', 10_000, 'member_left for Ben after Redis is back');
+    assert.equal(left['name'], 'Ben');
+    assert.deepEqual(await a.who(), ['Ann']);
+  });
+});

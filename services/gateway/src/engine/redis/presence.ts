@@ -51,6 +51,7 @@ export class Presence {
   private beating: Promise<void> | null = null;
   /** This process's members, to write again after a re-registration. */
   private local = new Map<string, { groupId: string; name: string }>();
+  private readonly unremoved = new Map<string, { groupId: string; name: string }>();
 
   constructor(private readonly o: PresenceOptions) {
     this.instance = this.newInstance();
@@ -88,6 +89,7 @@ export class Presence {
     const refreshed = await r.set(nk.alive, '1', 'PX', this.o.ttlMs, 'XX');
     if (refreshed === null) await this.register();
     else await r.pexpire(nk.groups, this.o.ttlMs * GROUPS_TTL_FACTOR);
+    await this.retryRemovals();
     await this.sweepDead();
   }
 
@@ -170,8 +172,24 @@ export class Presence {
   }
 
   async remove(groupId: string, memberId: string): Promise<void> {
+    const name = this.local.get(memberId)?.name ?? '';
     this.local.delete(memberId);
-    await this.o.redis().hdel(groupKeys(groupId).members, memberId);
+    try {
+      await this.o.redis().hdel(groupKeys(groupId).members, memberId);
+    } catch (e) {
+      // Redis blipped: the entry would stay under this live instance for good. Retried by the heartbeat.
+      this.unremoved.set(memberId, { groupId, name });
+      throw e;
+    }
+  }
+
+  /** Removals that failed, retried at each heartbeat; a success sends the `left` notice the member never got. */
+  private async retryRemovals(): Promise<void> {
+    for (const [memberId, m] of [...this.unremoved]) {
+      await this.o.redis().hdel(groupKeys(m.groupId).members, memberId);
+      this.unremoved.delete(memberId);
+      await this.o.onSwept(m.groupId, memberId, m.name).catch(() => undefined);
+    }
   }
 
   /** Names of the group's members on live instances. */

@@ -275,7 +275,12 @@ export class RedisEngine implements Engine {
 
   async removeMember(groupId: string, memberId: string): Promise<void> {
     if (!isGroupId(groupId)) return;
-    await this.call(() => this.presence.remove(groupId, memberId));
+    // Not through call(): even with Redis down, presence must forget the member and queue the HDEL for later.
+    try {
+      await this.presence.remove(groupId, memberId);
+    } catch (e) {
+      throw toEngineError(e);
+    }
   }
 
   async members(groupId: string): Promise<string[]> {
