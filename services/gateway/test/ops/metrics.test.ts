@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { LineClient, WsClient } from '../helpers/clients.js';
-import { startGateway } from '../helpers/gateway.js';
+import { startGateway, type Gateway } from '../helpers/gateway.js';
 import { parseMetrics } from '../helpers/proc.js';
 
 const PASSWORD = 'pw-Zq8sK2';
@@ -119,14 +119,21 @@ test('metrics move by exactly the scripted amounts', async (t) => {
   }
 });
 
+const authCacheHits = async (gw: Gateway): Promise<number> =>
+  parseMetrics(await (await fetch(`http://127.0.0.1:${gw.metricsPort}/metrics`)).text()).get('chat_auth_cache_hits_total') ?? NaN;
+
+async function createGroup(gw: Gateway): Promise<{ a: WsClient; groupId: string }> {
+  const a = await WsClient.connect(gw.wsUrl, 'chat.json');
+  a.sendJson({ op: 'create', name: 'A', password: PASSWORD });
+  const { groupId } = await a.nextOfType<{ groupId: string }>('created');
+  return { a, groupId };
+}
+
 test('a successful password check is cached per node: the second join skips scrypt', async () => {
   const gw = await startGateway();
   try {
-    const hits = async (): Promise<number> =>
-      parseMetrics(await (await fetch(`http://127.0.0.1:${gw.metricsPort}/metrics`)).text()).get('chat_auth_cache_hits_total') ?? NaN;
-    const a = await WsClient.connect(gw.wsUrl, 'chat.json');
-    a.sendJson({ op: 'create', name: 'A', password: PASSWORD });
-    const { groupId } = await a.nextOfType<{ groupId: string }>('created');
+    const hits = (): Promise<number> => authCacheHits(gw);
+    const { a, groupId } = await createGroup(gw);
     const join = async (password: string): Promise<string> => {
       const c = await WsClient.connect(gw.wsUrl, 'chat.json');
       c.sendJson({ op: 'join', name: 'B', groupId, password });
@@ -150,11 +157,8 @@ test('a join storm with one password runs scrypt once: the other joins share it'
   // The production cost makes a difference visible: 20 scrypts at N=2^17 would take seconds.
   const gw = await startGateway({ env: { SCRYPT_N: '131072' } });
   try {
-    const hits = async (): Promise<number> =>
-      parseMetrics(await (await fetch(`http://127.0.0.1:${gw.metricsPort}/metrics`)).text()).get('chat_auth_cache_hits_total') ?? NaN;
-    const a = await WsClient.connect(gw.wsUrl, 'chat.json');
-    a.sendJson({ op: 'create', name: 'A', password: PASSWORD });
-    const { groupId } = await a.nextOfType<{ groupId: string }>('created');
+    const hits = (): Promise<number> => authCacheHits(gw);
+    const { a, groupId } = await createGroup(gw);
     const clients = await Promise.all(Array.from({ length: 20 }, () => WsClient.connect(gw.wsUrl, 'chat.json')));
     for (const [i, c] of clients.entries()) c.sendJson({ op: 'join', name: `m${i}`, groupId, password: PASSWORD });
     for (const c of clients) await c.nextOfType('joined', 30_000);
