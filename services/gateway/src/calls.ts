@@ -13,12 +13,14 @@ import { issueToken, verifyToken } from './tokens.js';
 
 const AUTH_CACHE_SIZE = 10_000;
 
+type AuthOutcome = 'ok' | 'wrong' | 'locked';
+
 export class Calls {
   /** Successful password checks, keyed by group and a keyed hash of the password (never the password). */
   private readonly authCache = new Map<string, string>();
   private readonly authCacheKey = randomBytes(32);
   /** Password checks running now, by the same key: concurrent joins share one scrypt. */
-  private readonly checking = new Map<string, Promise<boolean>>();
+  private readonly checking = new Map<string, Promise<AuthOutcome>>();
 
   constructor(
     private readonly engine: Engine,
@@ -27,11 +29,6 @@ export class Calls {
     private readonly metrics: Metrics,
   ) {}
 
-  /**
-   * scrypt at most once per (group, password) at a time: a join storm with the
-   * right password runs it once and the others share the answer (or find it in
-   * the cache of successful checks afterwards). Both count as cache hits.
-   */
   private cacheKey(groupId: string, password: string): string {
     return `${groupId}\0${createHmac('sha256', this.authCacheKey).update(password).digest('base64')}`;
   }
@@ -43,25 +40,32 @@ export class Calls {
     return true;
   }
 
-  private async checkPassword(groupId: string, password: string, stored: string): Promise<boolean> {
+  /**
+   * One check per (group, password) at a time: a join storm with the right password runs
+   * scrypt once and the other joins share the outcome (counted as cache hits). Each check
+   * counts as a failed attempt before scrypt runs, atomically in the engine, so parallel
+   * guesses cannot get past AUTH_MAX_FAILURES; a right password takes its count back.
+   */
+  private check(groupId: string, password: string, stored: string): Promise<AuthOutcome> {
     const key = this.cacheKey(groupId, password);
-    if (this.authCache.get(key) === stored) {
-      this.metrics.authCacheHits.inc();
-      return true;
-    }
     const running = this.checking.get(key);
     if (running) {
       this.metrics.authCacheHits.inc();
       return running;
     }
-    const check = verifyPassword(password, stored).finally(() => this.checking.delete(key));
+    const check = this.countedCheck(key, groupId, password, stored).finally(() => this.checking.delete(key));
     this.checking.set(key, check);
-    const ok = await check;
-    if (ok) {
-      if (this.authCache.size >= AUTH_CACHE_SIZE) this.authCache.delete(this.authCache.keys().next().value as string);
-      this.authCache.set(key, stored);
-    }
-    return ok;
+    return check;
+  }
+
+  private async countedCheck(key: string, groupId: string, password: string, stored: string): Promise<AuthOutcome> {
+    const attempts = await this.engine.recordAuthFailure(groupId, this.config.authLockoutSeconds);
+    if (attempts > this.config.authMaxFailures) return 'locked';
+    if (!(await verifyPassword(password, stored))) return 'wrong';
+    if (this.authCache.size >= AUTH_CACHE_SIZE) this.authCache.delete(this.authCache.keys().next().value as string);
+    this.authCache.set(key, stored);
+    await this.engine.authSucceeded(groupId);
+    return 'ok';
   }
 
   private token(groupId: string, name: string): string {
@@ -99,16 +103,17 @@ export class Calls {
         }
         // A password this node has already seen succeed passes even while guessers have the
         // group locked: the lockout stops guessing, it must not lock members out.
-        const known = this.knownGood(rec.id, call.password, rec.passwordHash);
-        if (!known && (await engine.authLocked(rec.id, this.config.authMaxFailures))) {
-          this.metrics.joins.inc({ result: 'locked' });
-          return { ok: false, code: 'rate_limited', message: T.LOCKED };
-        }
-        if (!known && !(await this.checkPassword(rec.id, call.password, rec.passwordHash))) {
-          await engine.recordAuthFailure(rec.id, this.config.authLockoutSeconds);
-          this.metrics.joins.inc({ result: 'wrong_password' });
-          this.log.info({ conn: memberId, groupId: rec.id }, '[WRONG PASSWORD]');
-          return { ok: false, code: 'wrong_password', message: T.WRONG_PASSWORD };
+        if (!this.knownGood(rec.id, call.password, rec.passwordHash)) {
+          const outcome = await this.check(rec.id, call.password, rec.passwordHash);
+          if (outcome === 'locked') {
+            this.metrics.joins.inc({ result: 'locked' });
+            return { ok: false, code: 'rate_limited', message: T.LOCKED };
+          }
+          if (outcome === 'wrong') {
+            this.metrics.joins.inc({ result: 'wrong_password' });
+            this.log.info({ conn: memberId, groupId: rec.id }, '[WRONG PASSWORD]');
+            return { ok: false, code: 'wrong_password', message: T.WRONG_PASSWORD };
+          }
         }
         this.metrics.joins.inc({ result: 'ok' });
         this.log.info({ conn: memberId, groupId: rec.id, name: call.name }, '[NEW MEMBER]');

@@ -81,7 +81,14 @@ export interface Engine {
    * `max` failures fell within `windowSeconds` of the first, until that window ends.
    */
   authLocked(groupId: string, max: number): Promise<boolean>;
-  recordAuthFailure(groupId: string, windowSeconds: number): Promise<void>;
+  /**
+   * Count one attempt as a failure, atomically, and return the count in the current window.
+   * The node counts every unverified attempt before running scrypt, so parallel guesses cannot
+   * slip past the limit, and takes it back with `authSucceeded` when the password was right.
+   */
+  recordAuthFailure(groupId: string, windowSeconds: number): Promise<number>;
+  /** Undo one counted attempt (it turned out right). Never below zero. */
+  authSucceeded(groupId: string): Promise<void>;
 
   /** Presence: `memberId` is unique per connection across the cluster. */
   addMember(groupId: string, memberId: string, name: string): Promise<void>;

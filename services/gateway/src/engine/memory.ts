@@ -174,11 +174,17 @@ export class MemoryEngine implements Engine {
     return f !== undefined && f.until > Date.now() && f.count >= max;
   }
 
-  async recordAuthFailure(groupId: string, windowSeconds: number): Promise<void> {
+  async recordAuthFailure(groupId: string, windowSeconds: number): Promise<number> {
     const now = Date.now();
     const f = this.authFailures.get(groupId);
-    if (f && f.until > now) f.count++;
-    else this.authFailures.set(groupId, { count: 1, until: now + windowSeconds * 1000 });
+    if (f && f.until > now) return ++f.count;
+    this.authFailures.set(groupId, { count: 1, until: now + windowSeconds * 1000 });
+    return 1;
+  }
+
+  async authSucceeded(groupId: string): Promise<void> {
+    const f = this.authFailures.get(groupId);
+    if (f && f.count > 0) f.count--;
   }
 
   async addMember(groupId: string, memberId: string, name: string): Promise<void> {

@@ -290,6 +290,16 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       await until(async () => !(await e.authLocked(g, 3)), 5000, 'the lockout window to end');
       assert.ok(Date.now() - lockedAt < 2500, 'unlocked within about the window');
     });
+
+    test('wrong-password throttle: counts come back atomically; a right password takes its count back', async () => {
+      const e = await fresh();
+      const g = (await e.createGroup(rec('ann'))).id;
+      assert.deepEqual(await Promise.all([1, 2, 3, 4].map(() => e.recordAuthFailure(g, 60))).then((n) => [...n].sort()), [1, 2, 3, 4]);
+      await e.authSucceeded(g);
+      assert.equal(await e.recordAuthFailure(g, 60), 4, 'one taken back, one added');
+      for (let i = 0; i < 6; i++) await e.authSucceeded(g);
+      assert.equal(await e.recordAuthFailure(g, 60), 1, 'never below zero');
+    });
   });
 }
 

@@ -60,6 +60,24 @@ test('wrong-password lockout: guessers are refused, a password already verified 
   }
 });
 
+test('parallel wrong guesses cannot get past AUTH_MAX_FAILURES', async () => {
+  const gw = await startGateway({ env: { AUTH_MAX_FAILURES: '3', AUTH_LOCKOUT_SECONDS: '60' } });
+  try {
+    const { c: owner, groupId } = await member(gw, 'Owner');
+    const guessers = await Promise.all(Array.from({ length: 20 }, () => WsClient.connect(gw.wsUrl, 'chat.json')));
+    guessers.forEach((c, i) => c.sendJson({ op: 'join', name: 'G', groupId, password: `guess-${i}` }));
+    const answers = await Promise.all(
+      guessers.map(async (c) => (JSON.parse(await c.frames.next(10_000, 'answer', (f) => f.includes('"error"'))) as { code: string }).code),
+    );
+    assert.equal(answers.filter((a) => a === 'wrong_password').length, 3, 'only three guesses were checked');
+    assert.equal(answers.filter((a) => a === 'rate_limited').length, 17);
+    for (const c of guessers) c.close();
+    owner.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
 test('the default rate limit lets a member send 10 messages a second', async () => {
   const gw = await startGateway();
   try {

@@ -263,9 +263,14 @@ export class RedisEngine implements Engine {
     return v !== null && Number(v) >= max;
   }
 
-  async recordAuthFailure(groupId: string, windowSeconds: number): Promise<void> {
+  async recordAuthFailure(groupId: string, windowSeconds: number): Promise<number> {
+    if (!isGroupId(groupId)) return 0;
+    return this.call((r) => r.chatAuthFailure(groupKeys(groupId).authFailures, Math.max(1, Math.ceil(windowSeconds))));
+  }
+
+  async authSucceeded(groupId: string): Promise<void> {
     if (!isGroupId(groupId)) return;
-    await this.call((r) => r.chatAuthFailure(groupKeys(groupId).authFailures, Math.max(1, Math.ceil(windowSeconds))));
+    await this.call((r) => r.chatAuthSuccess(groupKeys(groupId).authFailures));
   }
 
   async addMember(groupId: string, memberId: string, name: string): Promise<void> {

@@ -11,6 +11,7 @@ const SCRIPTS = {
   chatCreateGroup: { file: 'create_group', keys: 1 },
   chatPublish: { file: 'publish', keys: 2 },
   chatAuthFailure: { file: 'auth_failure', keys: 1 },
+  chatAuthSuccess: { file: 'auth_success', keys: 1 },
   chatSweepMembers: { file: 'sweep_members', keys: 1 },
 } as const;
 
@@ -20,6 +21,7 @@ export interface ScriptCommands {
   chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg): Promise<number>;
   chatPublish(meta: string, history: string, channel: string, limit: Arg, messageJson: string, publishCommand: 'PUBLISH' | 'SPUBLISH'): Promise<number>;
   chatAuthFailure(counter: string, windowSeconds: Arg): Promise<number>;
+  chatAuthSuccess(counter: string): Promise<number>;
   chatSweepMembers(members: string, instance: string): Promise<string[]>;
 }
 
