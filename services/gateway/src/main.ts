@@ -31,6 +31,8 @@ async function main(): Promise<void> {
 
   const engine = await createEngine(config, log, metrics);
   await engine.start();
+  if (engine instanceof MemoryEngine && engine.droppedBytesAtStart > 0)
+    log.warn({ droppedBytes: engine.droppedBytesAtStart, dataDir: config.dataDir }, 'journal: dropped a torn tail at start');
   const node = new ChatNode(engine, config, log, metrics);
   metrics.probeEngine(() => engine.isUp());
 

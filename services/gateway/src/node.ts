@@ -111,10 +111,6 @@ export class ChatNode {
     return this.draining;
   }
 
-  get clientCount(): number {
-    return this.clients.size;
-  }
-
   // ---- connection lifecycle (called by transports) ----
 
   connect(conn: Conn): Client {

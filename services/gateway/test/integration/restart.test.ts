@@ -76,6 +76,7 @@ test('a torn last journal record is skipped, not fatal', async () => {
 
   const gw2 = await startGateway({ env });
   try {
+    assert.ok(gw2.output.some((l) => l.includes('journal: dropped a torn tail at start')), 'the operator is told');
     const { c, welcome } = await joinByMenu(gw2.tcpPort, groupId, 'durable');
     assert.equal(welcome, `Hi Later! welcome to group ${groupId}!`);
     assert.deepEqual([await c.next(), await c.next()], ['Keeper: note 1', 'Keeper: note 2']);
