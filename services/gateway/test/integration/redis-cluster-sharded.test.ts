@@ -53,6 +53,20 @@ const rec = (creator: string) => ({ passwordHash: `scrypt$1024$8$1$salt$${creato
 const msg = (from: string, text: string) => ({ from, text, ts: Date.now(), origin: `node/${from}` });
 
 /** `PUBSUB SHARDNUMSUB` of a group's channel on one master. */
+/** Two engines subscribed to one new group, both having received a first message. */
+async function twoSubscribed(prefix: string, what: string) {
+  const a = await node(`${prefix}-a`);
+  const b = await node(`${prefix}-b`);
+  const g = (await a.createGroup(rec('ann'))).id;
+  const la = listen();
+  const lb = listen();
+  await a.subscribe(g, la.listener);
+  await b.subscribe(g, lb.listener);
+  await a.publish(g, msg('ann', 'before'));
+  for (const l of [la, lb]) assert.equal(await nextText(l.inbox, what), 'before');
+  return { a, b, g, la, lb };
+}
+
 async function shardNumsub(master: number, groupId: string): Promise<number> {
   const r = (await rc.servers[master]!.admin.call('PUBSUB', 'SHARDNUMSUB', groupKeys(groupId).channel)) as [string, number];
   return Number(r[1]);
@@ -102,15 +116,7 @@ describe('Redis Cluster engine, in-process: resubscribe and resync', () => {
   });
 
   test('a slot migrated to another master: the subscription moves there, with a resync; nothing published is lost', async () => {
-    const a = await node('mig-a');
-    const b = await node('mig-b');
-    const g = (await a.createGroup(rec('ann'))).id;
-    const la = listen();
-    const lb = listen();
-    await a.subscribe(g, la.listener);
-    await b.subscribe(g, lb.listener);
-    await a.publish(g, msg('ann', 'before'));
-    for (const l of [la, lb]) assert.equal(await nextText(l.inbox, 'before the move'), 'before');
+    const { a, b, g, la, lb } = await twoSubscribed('mig', 'before the move');
     const from = await rc.masterOf(groupKeys(g).meta);
     const to = (from + 1) % 3;
     await rc.migrateSlot(keySlot(groupKeys(g).meta), from, to);
@@ -284,15 +290,7 @@ describe('three gateways on a 3-master Redis Cluster', () => {
 describe('Redis Cluster engine, in-process: failover', () => {
   test('a replica takes over its master’s slots: subscriptions follow to the new master, with a resync', async () => {
     await rc.flushall();
-    const a = await node('fo-a');
-    const b = await node('fo-b');
-    const g = (await a.createGroup(rec('ann'))).id;
-    const la = listen();
-    const lb = listen();
-    await a.subscribe(g, la.listener);
-    await b.subscribe(g, lb.listener);
-    await a.publish(g, msg('ann', 'before'));
-    for (const l of [la, lb]) assert.equal(await nextText(l.inbox, 'before the failover'), 'before');
+    const { a, b, g, la, lb } = await twoSubscribed('fo', 'before the failover');
     const old = await rc.masterOf(groupKeys(g).meta);
     const replica = await rc.addReplica(old);
     await rc.failover(replica);
