@@ -67,25 +67,71 @@ export function parseProxyV1(buf: Buffer): { address: string; length: number } |
   return { address: src, length };
 }
 
-const isLoopback = (ip: string): boolean => ip === '::1' || ip.startsWith('127.');
+export const isLoopback = (ip: string): boolean => ip === '::1' || ip.startsWith('127.');
 
-/** Connections per client address. 0 = unlimited; loopback peers are never limited. */
+/** Who a connection is, for per-address budgets and limits. */
+export interface ClientAddress {
+  /** The client's IP (after trusted-proxy resolution), for logs. */
+  ip: string;
+  /** What per-address budgets count under: the IPv4 address, or the IPv6 /64. */
+  key: string;
+  /**
+   * Exempt from per-address limits: only a loopback *socket peer* that forwarded nothing (load
+   * tests and test suites on one machine). A forwarded address is never exempt, loopback or not.
+   */
+  exempt: boolean;
+}
+
+/** The budget key of an address: IPv4 as is, IPv6 by its /64 (one subscriber's usual allocation). */
+export function addressKey(ip: string): string {
+  const a = stripV4Mapped(ip);
+  if (isIP(a) !== 6) return a;
+  const groups = expandV6(a);
+  return groups === null ? a : `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address, or null. */
+export function expandV6(ip: string): number[] | null {
+  if (isIP(ip) !== 6) return null;
+  let s = ip.split('%')[0] as string;
+  // A trailing dotted quad (::ffff:1.2.3.4) becomes two groups.
+  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  if (dotted) {
+    const n = v4ToInt(dotted[1] as string);
+    s = s.slice(0, -(dotted[1] as string).length) + `${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+  }
+  const [head, tail] = s.split('::') as [string, string | undefined];
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const fill = tail === undefined ? 0 : 8 - h.length - t.length;
+  const all = [...h, ...Array<string>(fill).fill('0'), ...t].map((g) => parseInt(g, 16));
+  return all.length === 8 && all.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? all : null;
+}
+
+/** `resolved`: the address the transport settled on; `peer`: the socket's own peer. */
+export function clientAddress(peer: string, resolved: string): ClientAddress {
+  const p = stripV4Mapped(peer);
+  const ip = stripV4Mapped(resolved);
+  return { ip, key: addressKey(ip), exempt: ip === p && (isLoopback(p) || p === '') };
+}
+
+/** Connections per client address. 0 = unlimited; exempt addresses are never limited. */
 export class ConnectionsPerIp {
   private readonly counts = new Map<string, number>();
   constructor(private readonly max: number) {}
 
-  acquire(ip: string): boolean {
-    if (this.max === 0 || isLoopback(ip) || ip === '') return true;
-    const n = this.counts.get(ip) ?? 0;
+  acquire(a: ClientAddress): boolean {
+    if (this.max === 0 || a.exempt) return true;
+    const n = this.counts.get(a.key) ?? 0;
     if (n >= this.max) return false;
-    this.counts.set(ip, n + 1);
+    this.counts.set(a.key, n + 1);
     return true;
   }
 
-  release(ip: string): void {
-    if (this.max === 0 || isLoopback(ip) || ip === '') return;
-    const n = (this.counts.get(ip) ?? 1) - 1;
-    if (n <= 0) this.counts.delete(ip);
-    else this.counts.set(ip, n);
+  release(a: ClientAddress): void {
+    if (this.max === 0 || a.exempt) return;
+    const n = (this.counts.get(a.key) ?? 1) - 1;
+    if (n <= 0) this.counts.delete(a.key);
+    else this.counts.set(a.key, n);
   }
 }

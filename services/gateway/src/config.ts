@@ -30,8 +30,30 @@ export interface Config {
   /** Sessions that have not reached a group by then are closed. */
   menuTimeoutSeconds: number;
   tokenTtlSeconds: number;
+  /** Resume refused past this age from the original password check (renewals keep that time). */
+  tokenMaxAgeSeconds: number;
+  /** A rotated-out CHAT_SECRET, still accepted for verification until `chatSecretPreviousUntil` (ms). */
+  chatSecretPrevious: string | null;
+  chatSecretPreviousUntil: number;
+  /** Wrong passwords per (group, client address) within the lockout window; backoff starts after `authBackoffAfter`. */
   authMaxFailures: number;
   authLockoutSeconds: number;
+  authBackoffAfter: number;
+  /** Admission budgets per client address (0 = off): creates, and password checks. */
+  createBudget: number;
+  createBudgetWindowSeconds: number;
+  authBudget: number;
+  authBudgetWindowSeconds: number;
+  /** Password work (scrypt): runs at a time, queued in all, queued per address (0 = unbounded queues). */
+  scryptConcurrency: number;
+  passwordQueueMax: number;
+  passwordQueuePerAddress: number;
+  /** Input bytes queued per connection before further input is refused (0 = off). */
+  maxQueuedInputBytes: number;
+  /** Growth: ceiling on groups (0 = off), idle retention (0 = keep forever), history bytes per group (0 = count only). */
+  maxGroups: number;
+  groupRetentionSeconds: number;
+  historyMaxBytes: number;
   /** Redis engine: a killed node's members leave presence within this (its heartbeat key's TTL). */
   presenceTtlSeconds: number;
   /** Redis engine: PING every server connection this often; one without a reply within the timeout counts Redis down. */
@@ -74,6 +96,9 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (clustered && !secret) throw new ConfigError('CHAT_SECRET is required when REDIS_URL or REDIS_CLUSTER_NODES is set (every node must share it)');
   if (secret !== null && secret.length < 16) throw new ConfigError('CHAT_SECRET must be at least 16 characters');
+  const previous = env['CHAT_SECRET_PREVIOUS']?.trim() || null;
+  if (previous !== null && previous.length < 16) throw new ConfigError('CHAT_SECRET_PREVIOUS must be at least 16 characters');
+  if (previous !== null && secret === null) throw new ConfigError('CHAT_SECRET_PREVIOUS needs CHAT_SECRET (the new secret)');
   const scryptN = int(env, 'SCRYPT_N', 131072, 2, 1 << 22);
   if ((scryptN & (scryptN - 1)) !== 0) throw new ConfigError('SCRYPT_N must be a power of two');
   return {
@@ -102,8 +127,23 @@ export function loadConfig(env: Env = process.env): Config {
     idleTimeoutSeconds: int(env, 'IDLE_TIMEOUT_SECONDS', 120, 8, 3600),
     menuTimeoutSeconds: int(env, 'MENU_TIMEOUT_SECONDS', 300, 1, 86_400),
     tokenTtlSeconds: int(env, 'TOKEN_TTL_SECONDS', 86_400, 60, 30 * 86_400),
-    authMaxFailures: int(env, 'AUTH_MAX_FAILURES', 10, 1, 1_000_000),
-    authLockoutSeconds: int(env, 'AUTH_LOCKOUT_SECONDS', 60, 1, 86_400),
+    tokenMaxAgeSeconds: int(env, 'TOKEN_MAX_AGE_SECONDS', 7 * 86_400, 60, 365 * 86_400),
+    chatSecretPrevious: previous,
+    chatSecretPreviousUntil: previous === null ? 0 : Date.now() + int(env, 'CHAT_SECRET_PREVIOUS_SECONDS', 86_400, 1, 365 * 86_400) * 1000,
+    authMaxFailures: int(env, 'AUTH_MAX_FAILURES', 10, 0, 1_000_000),
+    authLockoutSeconds: int(env, 'AUTH_LOCKOUT_SECONDS', 900, 1, 86_400),
+    authBackoffAfter: int(env, 'AUTH_BACKOFF_AFTER', 3, 0, 1_000_000),
+    createBudget: int(env, 'CREATE_BUDGET', 20, 0, 1_000_000_000),
+    createBudgetWindowSeconds: int(env, 'CREATE_BUDGET_WINDOW_SECONDS', 3600, 1, 30 * 86_400),
+    authBudget: int(env, 'AUTH_BUDGET', 60, 0, 1_000_000_000),
+    authBudgetWindowSeconds: int(env, 'AUTH_BUDGET_WINDOW_SECONDS', 300, 1, 30 * 86_400),
+    scryptConcurrency: int(env, 'SCRYPT_CONCURRENCY', 2, 1, 64),
+    passwordQueueMax: int(env, 'PASSWORD_QUEUE_MAX', 256, 0, 1_000_000),
+    passwordQueuePerAddress: int(env, 'PASSWORD_QUEUE_PER_ADDRESS', 4, 0, 1_000_000),
+    maxQueuedInputBytes: int(env, 'MAX_QUEUED_INPUT_BYTES', 64 * 1024, 0, 1024 * 1024 * 1024),
+    maxGroups: int(env, 'MAX_GROUPS', 100_000, 0, 1_000_000_000),
+    groupRetentionSeconds: int(env, 'GROUP_RETENTION_SECONDS', 30 * 86_400, 0, 10 * 365 * 86_400),
+    historyMaxBytes: int(env, 'HISTORY_MAX_BYTES', 1024 * 1024, 0, 1024 * 1024 * 1024),
     presenceTtlSeconds: int(env, 'PRESENCE_TTL_SECONDS', 10, 1, 3600),
     redisPingIntervalMs: int(env, 'REDIS_PING_INTERVAL_MS', 1000, 50, 60_000),
     redisPingTimeoutMs: int(env, 'REDIS_PING_TIMEOUT_MS', 2000, 50, 60_000),

@@ -35,6 +35,7 @@ async function main(): Promise<void> {
     log.warn({ droppedBytes: engine.droppedBytesAtStart, dataDir: config.dataDir }, 'journal: dropped a torn tail at start');
   const node = new ChatNode(engine, config, log, metrics);
   metrics.probeEngine(() => engine.isUp());
+  metrics.probeReady(() => node.isReady());
 
   const ws = new UwsTransport(node, config, metrics, log);
   node.addFanout(ws);

@@ -18,6 +18,9 @@ export type RejectReason =
   | 'subprotocol'
   | 'ip_limit'
   | 'draining';
+/** Why an admission (create, password check, queued input) was refused: chat_admission_refusals_total. */
+export type AdmissionReason = 'create_budget' | 'auth_budget' | 'lockout' | 'busy' | 'group_limit' | 'queue_bytes';
+export const ADMISSION_REASONS: readonly AdmissionReason[] = ['create_budget', 'auth_budget', 'lockout', 'busy', 'group_limit', 'queue_bytes'];
 
 export class Metrics {
   readonly registry = new Registry();
@@ -38,7 +41,12 @@ export class Metrics {
   readonly redisReconnects: Counter;
   readonly idleDisconnects: Counter<'reason'>;
   readonly authCacheHits: Counter;
+  readonly ready: Gauge;
+  readonly admissionRefusals: Counter<'reason'>;
+  readonly passwordQueue: Gauge;
+  readonly groupsRemoved: Counter;
   private engineProbe: () => boolean = () => false;
+  private readyProbe: () => boolean = () => false;
 
   constructor(nodeId: string) {
     const registers = [this.registry];
@@ -98,6 +106,24 @@ export class Metrics {
       help: 'Password checks answered from the per-node cache (scrypt skipped)',
       registers,
     });
+    const ready = (): boolean => this.readyProbe();
+    this.ready = new Gauge({
+      name: 'chat_ready',
+      help: '1 while /readyz answers 200, 0 while draining or not ready',
+      registers,
+      collect() {
+        this.set(ready() ? 1 : 0);
+      },
+    });
+    this.admissionRefusals = new Counter({
+      name: 'chat_admission_refusals_total',
+      help: 'Refused admissions (budgets, lockouts, the password-work bound, the group ceiling, queued input)',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const r of ADMISSION_REASONS) this.admissionRefusals.inc({ reason: r }, 0);
+    this.passwordQueue = new Gauge({ name: 'chat_password_queue', help: 'Password checks and creates waiting for scrypt on this node', registers });
+    this.groupsRemoved = new Counter({ name: 'chat_groups_removed_total', help: 'Groups removed by this node (idle past the retention period)', registers });
     for (const t of ['ws_text', 'ws_json', 'tcp'] as const) {
       this.connections.set({ transport: t }, 0);
       this.received.inc({ transport: t }, 0);
@@ -108,6 +134,10 @@ export class Metrics {
 
   probeEngine(up: () => boolean): void {
     this.engineProbe = up;
+  }
+
+  probeReady(ready: () => boolean): void {
+    this.readyProbe = ready;
   }
 }
 

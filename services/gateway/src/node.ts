@@ -2,7 +2,7 @@
 // machine and performs its effects (engine calls in calls.ts, group
 // membership and fan-out in hubs.ts), pipelines chat messages, and drains.
 import { Calls } from './calls.js';
-import { ConnectionsPerIp, TrustedProxies } from './clientip.js';
+import { ConnectionsPerIp, TrustedProxies, type ClientAddress } from './clientip.js';
 import type { Config } from './config.js';
 import { EngineUnavailableError, type Engine } from './engine/engine.js';
 import { GroupHubs } from './hubs.js';
@@ -18,8 +18,10 @@ import { newSession, phase, step, type Call, type CallResult, type Effect, type 
 export interface Conn {
   readonly codec: Codec;
   readonly transport: TransportLabel;
-  /** The client's IP (after trusted-proxy resolution): logs and per-IP limits. */
+  /** The client's IP (after trusted-proxy resolution): logs. */
   readonly remote: string;
+  /** The client's address for per-address budgets and limits. */
+  readonly address: ClientAddress;
   /** Write one encoded message; the transport adds its framing. */
   write(msg: string): void;
   /** Close once queued writes are out. */
@@ -45,6 +47,9 @@ const MAX_INFLIGHT_PUBLISHES = 256;
 export class Client {
   session: Session = newSession();
   queue: Input[] = [];
+  /** Bytes of client input in `queue` (bounded by MAX_QUEUED_INPUT_BYTES), parallel to it. */
+  queuedBytes = 0;
+  queueSizes: number[] = [];
   busy = false;
   closed = false;
   group: string | null = null;
@@ -92,10 +97,10 @@ export class ChatNode {
   }
 
   /** Count a new connection against its client address; false = over MAX_CONNECTIONS_PER_IP. */
-  admit(ip: string): boolean {
-    if (this.perIp.acquire(ip)) return true;
+  admit(a: ClientAddress): boolean {
+    if (this.perIp.acquire(a)) return true;
     this.metrics.framesRejected.inc({ reason: 'ip_limit' });
-    this.log.warn({ remote: ip }, 'connection refused: too many from this address');
+    this.log.warn({ remote: a.ip }, 'connection refused: too many from this address');
     return false;
   }
 
@@ -126,15 +131,26 @@ export class ChatNode {
     return c;
   }
 
-  /** Parsed input from the client (text line, JSON op or a typed rejection). */
-  input(c: Client, input: Input): void {
+  /**
+   * Parsed input from the client (text line, JSON op or a typed rejection); `bytes`: its size on
+   * the wire. What waits behind a slow call (scrypt) is bounded per connection in count and bytes.
+   */
+  input(c: Client, input: Input, bytes = 0): void {
     if (c.closed) return;
     if (c.queue.length >= MAX_QUEUED_INPUTS) {
       this.metrics.framesRejected.inc({ reason: 'queue_full' });
       this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.RATE_LIMITED });
       return;
     }
+    const cap = this.config.maxQueuedInputBytes;
+    if (cap > 0 && bytes > 0 && c.queuedBytes + bytes > cap) {
+      this.metrics.admissionRefusals.inc({ reason: 'queue_bytes' });
+      this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.INPUT_QUEUE_FULL });
+      return;
+    }
     c.queue.push(input);
+    c.queueSizes.push(bytes);
+    c.queuedBytes += bytes;
     this.pump(c);
   }
 
@@ -148,11 +164,16 @@ export class ChatNode {
     if (c.closed) return;
     c.closed = true;
     // Menu answers still queued are not worth doing for nobody (joins, creates: scrypt); chat lines still go out.
-    if (c.session.state.s !== 'chat') c.queue = [];
-    this.perIp.release(c.conn.remote);
+    if (c.session.state.s !== 'chat') {
+      c.queue = [];
+      c.queueSizes = [];
+      c.queuedBytes = 0;
+    }
+    this.perIp.release(c.conn.address);
     if (c.menuTimer) clearTimeout(c.menuTimer);
     this.metrics.connections.dec({ transport: c.conn.transport });
     c.queue.push({ kind: 'closed' });
+    c.queueSizes.push(0);
     this.pump(c);
   }
 
@@ -168,6 +189,7 @@ export class ChatNode {
     try {
       while (c.queue.length > 0) {
         const input = c.queue.shift() as Input;
+        c.queuedBytes -= c.queueSizes.shift() ?? 0;
         await this.feed(c, input);
       }
     } catch (e) {

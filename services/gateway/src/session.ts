@@ -100,10 +100,16 @@ const calling = (state: SessionState, call: Call, effects: Effect[] = []): Out =
   effects: [...effects, { kind: 'call', call }],
 });
 
-/** A display name: controls stripped, trimmed, non-empty, bounded. */
-export function cleanName(raw: string, limits: SessionLimits): string | null {
-  const name = sanitize(raw).trim();
-  return name.length === 0 || codePoints(name) > limits.maxNameLength ? null : name;
+// Unicode format characters (category Cf: zero-width spaces and joiners, U+061C, U+FEFF, bidi
+// controls, tags) render as nothing, so a name made of them would look empty or impersonate another.
+const FORMAT_CHARS = /\p{Cf}/gu;
+
+/** A display name: controls and format characters stripped, trimmed, non-empty, bounded. */
+export function cleanName(raw: string, limits: SessionLimits): { name: string } | { error: string } {
+  const name = sanitize(raw).replace(FORMAT_CHARS, '').trim();
+  if (name.length === 0) return { error: T.INVALID_NAME };
+  if (codePoints(name) > limits.maxNameLength) return { error: T.nameTooLong(limits.maxNameLength) };
+  return { name };
 }
 
 type CleanText = { text: string } | { empty: true } | { tooLong: true };
@@ -146,8 +152,9 @@ function onText(state: SessionState, raw: string, limits: SessionLimits): Out {
     }
     case 'join_name':
     case 'create_name': {
-      const name = cleanName(raw, limits);
-      if (name === null) return at(state, [error('invalid_input', T.INVALID_NAME)]);
+      const clean = cleanName(raw, limits);
+      if ('error' in clean) return at(state, [error('invalid_input', clean.error)]);
+      const { name } = clean;
       return state.s === 'join_name'
         ? at({ s: 'join_group', name }, [send({ type: 'prompt', prompt: 'groupId' })])
         : at({ s: 'create_password', name }, [send({ type: 'prompt', prompt: 'newPassword' })]);
@@ -183,25 +190,25 @@ function onText(state: SessionState, raw: string, limits: SessionLimits): Out {
 
 function onOp(state: SessionState, op: ClientOp, limits: SessionLimits): Out {
   const inChat = state.s === 'chat';
-  // A connection is in at most one group: create/join/resume leave the current one first.
   const leave: Effect[] = inChat ? [{ kind: 'detach' }] : [];
-  const menu: SessionState = { s: 'menu' };
+  // A connection is in at most one group: a create/join/resume that succeeds leaves the current
+  // one first (onResult); one that is refused changes nothing, so the call runs from `state`.
   switch (op.op) {
     case 'create': {
-      const name = cleanName(op.name, limits);
-      if (name === null) return at(state, [error('invalid_input', T.INVALID_NAME)]);
+      const clean = cleanName(op.name, limits);
+      if ('error' in clean) return at(state, [error('invalid_input', clean.error)]);
       if (op.password.length === 0) return at(state, [error('invalid_input', T.EMPTY_PASSWORD)]);
-      return calling(menu, { call: 'create', name, password: op.password }, leave);
+      return calling(state, { call: 'create', name: clean.name, password: op.password });
     }
     case 'join': {
-      const name = cleanName(op.name, limits);
-      if (name === null) return at(state, [error('invalid_input', T.INVALID_NAME)]);
+      const clean = cleanName(op.name, limits);
+      if ('error' in clean) return at(state, [error('invalid_input', clean.error)]);
       if (!GROUP_ID_RE.test(op.groupId)) return at(state, [error('unknown_group', T.WRONG_ID)]);
       const history: HistoryFrom = op.since === undefined ? 'recent' : { since: op.since };
-      return calling(menu, { call: 'join', name, groupId: op.groupId, password: op.password, history }, leave);
+      return calling(state, { call: 'join', name: clean.name, groupId: op.groupId, password: op.password, history });
     }
     case 'resume':
-      return calling(menu, { call: 'resume', token: op.token, since: op.since }, leave);
+      return calling(state, { call: 'resume', token: op.token, since: op.since });
     case 'send': {
       if (state.s !== 'chat') return at(state, [error('not_joined', 'Join or create a group first')]);
       const clean = cleanText(op.text, limits);
@@ -234,14 +241,17 @@ function onResult(state: SessionState, call: Call, r: CallResult): Out {
       const chat: SessionState = { s: 'chat', name: r.name, groupId: r.groupId };
       const joined = (via: 'join' | 'create' | 'resume'): Effect =>
         send({ type: 'joined', groupId: r.groupId, name: r.name, token: r.token, seq: r.seq, via });
+      // A JSON client moving from one group to another leaves the old one only now that the new one let it in.
+      const leave: Effect[] = state.s === 'chat' ? [{ kind: 'detach' }] : [];
       if (call.call === 'create')
         return at(chat, [
+          ...leave,
           send({ type: 'created', groupId: r.groupId }),
           joined('create'),
           { kind: 'attach', groupId: r.groupId, name: r.name, history: { since: r.seq } },
         ]);
       const history = call.call === 'join' ? call.history : { since: call.since };
-      return at(chat, [joined(call.call), { kind: 'attach', groupId: r.groupId, name: r.name, history }]);
+      return at(chat, [...leave, joined(call.call), { kind: 'attach', groupId: r.groupId, name: r.name, history }]);
     }
     case 'who':
       return at(state, 'names' in r ? [send({ type: 'members', groupId: call.groupId, names: r.names })] : []);
@@ -253,6 +263,10 @@ function onFailure(state: SessionState, call: Call, r: CallFailure): Out {
   // A group that vanished between the ID and the password: ask for the ID again.
   if (call.call === 'join' && r.code === 'unknown_group' && state.s === 'join_password')
     return at({ s: 'join_group', name: state.name }, effects);
-  if (r.code === 'no_groups' && state.s !== 'menu') return at({ s: 'closed' }, [...effects, { kind: 'close', code: CLOSE_NORMAL }]);
+  if (r.code === 'no_groups' && state.s !== 'menu' && state.s !== 'chat')
+    return at({ s: 'closed' }, [...effects, { kind: 'close', code: CLOSE_NORMAL }]);
+  // A refused create in the text flow (budget, busy, group ceiling, outage) goes back to the menu;
+  // a refused join stays at the password prompt (state unchanged). JSON clients stay where they were.
+  if (call.call === 'create' && state.s === 'create_password') return at({ s: 'menu' }, [...effects, send({ type: 'menu' })]);
   return at(state, effects);
 }

@@ -9,6 +9,9 @@ export type ErrorCode =
   | 'invalid_input'
   | 'too_large'
   | 'rate_limited'
+  | 'busy'
+  | 'group_limit'
+  | 'invalid_token'
   | 'not_joined'
   | 'unavailable';
 

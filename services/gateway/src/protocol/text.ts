@@ -37,6 +37,7 @@ export const CMD_QUIT = '/quit';
 export const membersOnline = (groupId: string, names: readonly string[]): string =>
   `Online in group ${groupId}: ${names.join(', ')}`;
 export const INVALID_NAME = 'Names may not be empty, try again! ';
+export const nameTooLong = (max: number): string => `Names may be at most ${max} characters, try again! `;
 export const EMPTY_PASSWORD = 'Passwords may not be empty, try again! ';
 export const INVALID_INPUT = 'Invalid input (not UTF-8 text), try again! ';
 export const TOO_LARGE = 'Message too long, try again! ';
@@ -46,3 +47,12 @@ export const LOCKED = 'Too many wrong passwords for this group, try again later!
 export const SERVER_RESTARTING = 'The server is restarting, please reconnect.';
 export const IDLE_TIMEOUT = 'You have been idle too long, bye!';
 export const TOO_MANY_CONNECTIONS = 'Too many connections from your address, try again later!';
+
+// Admission refusals (PROTOCOL.md §3): a refused create goes back to the menu, a refused join back to the password prompt.
+export const CREATE_BUDGET = 'You have created too many groups for now, try again later! ';
+export const AUTH_BUDGET = 'Too many password attempts from your address, try again later! ';
+export const BUSY = 'The server is busy checking passwords, try again in a moment! ';
+export const GROUP_LIMIT = 'No more groups can be created right now, try again later! ';
+export const INPUT_QUEUE_FULL = 'You are sending faster than the server can read, slow down! ';
+export const INVALID_TOKEN = 'Invalid or expired resume token, join again with the password.';
+export const chatClosed = (groupId: string): string => `Chat ${groupId} has been closed.`;

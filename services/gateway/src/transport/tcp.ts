@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { parseProxyV1 } from '../clientip.js';
+import { clientAddress, parseProxyV1, type ClientAddress } from '../clientip.js';
 import type { ChatNode, Client, Conn, Fanout } from '../node.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
 import * as T from '../protocol/text.js';
@@ -72,13 +72,13 @@ export class TcpTransport implements Fanout {
   }
 
   private open(socket: Socket, address: string, early: Buffer | null): void {
-    const ip = address.startsWith('::ffff:') ? address.slice(7) : address;
-    if (!this.node.admit(ip)) {
+    const a = clientAddress(socket.remoteAddress ?? '', address);
+    if (!this.node.admit(a)) {
       socket.end(T.TOO_MANY_CONNECTIONS + '\n');
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
-    const conn = new TcpConn(socket, this, ip);
+    const conn = new TcpConn(socket, this, a);
     this.conns.add(conn);
     conn.client = this.node.connect(conn);
     if (early && early.length > 0) conn.feed(early);
@@ -118,6 +118,7 @@ export class TcpConn implements Conn {
   readonly codec = 'text' as const;
   readonly transport = 'tcp' as const;
   readonly remote: string;
+  readonly address: ClientAddress;
   mode: 'unknown' | 'line' | 'raw' = 'unknown';
   client: Client | null = null;
   private pending: Buffer[] = [];
@@ -129,9 +130,10 @@ export class TcpConn implements Conn {
   constructor(
     private readonly socket: Socket,
     private readonly t: TcpTransport,
-    remote: string,
+    address: ClientAddress,
   ) {
-    this.remote = remote;
+    this.address = address;
+    this.remote = address.ip;
     socket.on('data', (chunk) => {
       try {
         this.feed(chunk);
@@ -226,6 +228,6 @@ export class TcpConn implements Conn {
     if (end > this.t.config.maxFrameBytes) return this.t.node.reject(c, 'too_large', 'too_large', T.TOO_LARGE);
     const text = decodeUtf8(bytes.subarray(0, end));
     if (text === undefined) return this.t.node.reject(c, 'invalid_input', 'invalid_utf8', T.INVALID_INPUT);
-    this.t.node.input(c, { kind: 'text', text });
+    this.t.node.input(c, { kind: 'text', text }, end);
   }
 }

@@ -12,7 +12,7 @@ import { isFrameError, parseClientFrame } from '../protocol/frames.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
 import * as T from '../protocol/text.js';
 import { healthz, readyz } from '../health.js';
-import { addressFromXff } from '../clientip.js';
+import { addressFromXff, clientAddress, type ClientAddress } from '../clientip.js';
 
 /**
  * The npm build we install silently falls back to a slow JavaScript shim when
@@ -38,7 +38,7 @@ const CHECKS_PER_PUBLISH = 4;
 
 interface WsData {
   codec: Codec;
-  remote: string;
+  address: ClientAddress;
   client: Client | null;
   /** The socket is gone: never touch `ws` again. */
   closed: boolean;
@@ -218,7 +218,7 @@ export class UwsTransport implements Fanout {
     req.forEach((k, v) => {
       if (k === 'x-forwarded-for') xff.push(v);
     });
-    const remote = addressFromXff(peer, xff.join(','), this.node.trustedProxies);
+    const address = clientAddress(peer, addressFromXff(peer, xff.join(','), this.node.trustedProxies));
     if (this.node.isDraining()) {
       this.metrics.framesRejected.inc({ reason: 'draining' });
       res.writeStatus('503 Service Unavailable').end('draining\n');
@@ -247,11 +247,11 @@ export class UwsTransport implements Fanout {
       codec = SUBPROTOCOLS[match] as Codec;
       chosen = match;
     }
-    if (!this.node.admit(remote)) {
+    if (!this.node.admit(address)) {
       res.writeStatus('429 Too Many Requests').end(T.TOO_MANY_CONNECTIONS + '\n');
       return;
     }
-    res.upgrade<WsData>({ codec, remote, client: null, closed: false, ending: false, conn: null }, key, chosen, extensions, context);
+    res.upgrade<WsData>({ codec, address, client: null, closed: false, ending: false, conn: null }, key, chosen, extensions, context);
   }
 
   private open(ws: uWS.WebSocket<WsData>): void {
@@ -269,10 +269,10 @@ export class UwsTransport implements Fanout {
     if (msg.byteLength > this.config.maxFrameBytes) return this.node.reject(c, 'too_large', 'too_large', T.TOO_LARGE);
     const text = decodeUtf8(msg);
     if (text === undefined) return this.node.reject(c, 'invalid_input', 'invalid_utf8', T.INVALID_INPUT);
-    if (data.codec === 'text') return this.node.input(c, { kind: 'text', text });
+    if (data.codec === 'text') return this.node.input(c, { kind: 'text', text }, msg.byteLength);
     const op = parseClientFrame(text);
     if (isFrameError(op)) return this.node.reject(c, op.error, op.message.startsWith('Unknown op') ? 'invalid_op' : 'invalid_json', op.message);
-    this.node.input(c, { kind: 'op', op });
+    this.node.input(c, { kind: 'op', op }, msg.byteLength);
   }
 
   private onClose(ws: uWS.WebSocket<WsData>, code: number, msg: ArrayBuffer): void {
@@ -291,6 +291,7 @@ class WsConn implements Conn {
   readonly codec: Codec;
   readonly transport: TransportLabel;
   readonly remote: string;
+  readonly address: ClientAddress;
   readonly groups = new Set<string>();
 
   constructor(
@@ -301,7 +302,8 @@ class WsConn implements Conn {
   ) {
     this.codec = data.codec;
     this.transport = data.codec === 'json' ? 'ws_json' : 'ws_text';
-    this.remote = data.remote;
+    this.address = data.address;
+    this.remote = data.address.ip;
   }
 
   write(msg: string): void {

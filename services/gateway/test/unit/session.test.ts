@@ -23,6 +23,19 @@ const kinds = (effects: Effect[]): string[] =>
   effects.map((e) => (e.kind === 'send' ? `send:${e.event.type}` : e.kind === 'call' ? `call:${e.call.call}` : e.kind));
 
 describe('text menu flow', () => {
+  test('a refused create goes back to the menu; a refused join waits at the password prompt', () => {
+    for (const code of ['rate_limited', 'busy', 'group_limit']) {
+      const c = run([text('2'), text('Ann'), text('pw'), fail(code, 'no')]);
+      assert.deepEqual(kinds(c.effects), ['send:prompt', 'send:prompt', 'call:create', 'send:error', 'send:menu'], code);
+      assert.equal(c.s.state.s, 'menu');
+    }
+    for (const code of ['rate_limited', 'busy']) {
+      const j = run([text('1'), ok({ hasGroups: true }), text('Ann'), text('0'), ok({ exists: true }), text('pw'), fail(code, 'no')]);
+      assert.deepEqual(kinds(j.effects).slice(-2), ['call:join', 'send:error'], code);
+      assert.deepEqual(j.s.state, { s: 'join_password', name: 'Ann', groupId: '0' }, code);
+    }
+  });
+
   test('open sends the menu; anything but 1/2/3 is invalid_option and stays in the menu', () => {
     const { s, effects } = run([{ kind: 'open' }, text('5'), text(''), text('12')]);
     assert.deepEqual(kinds(effects), ['send:menu', 'send:error', 'send:error', 'send:error']);
@@ -149,11 +162,29 @@ describe('JSON ops', () => {
     assert.equal(effects.at(-1)?.kind, 'close');
   });
 
-  test('join while in a group leaves it first; a failed join leaves the session in the menu', () => {
+  // PROTOCOL.md §3 (issue 8): a refused create or join changes nothing else; a JSON client in a group stays in it.
+  test('a join while in a group leaves the old group only once the new one let it in; a refused one stays', () => {
     const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3' }, pending: null };
-    const { s, effects } = run([op({ op: 'join', name: 'A', groupId: '5', password: 'p' }), fail('wrong_password')], chat);
-    assert.deepEqual(kinds(effects), ['detach', 'call:join', 'send:error']);
-    assert.equal(s.state.s, 'menu');
+    for (const code of ['wrong_password', 'busy', 'rate_limited', 'unavailable']) {
+      const { s, effects } = run([op({ op: 'join', name: 'A', groupId: '5', password: 'p' }), fail(code)], chat);
+      assert.deepEqual(kinds(effects), ['call:join', 'send:error'], code);
+      assert.deepEqual(s.state, { s: 'chat', name: 'A', groupId: '3' }, code);
+    }
+    const joined = run([op({ op: 'join', name: 'A', groupId: '5', password: 'p' }), ok({ groupId: '5', name: 'A', token: 't', seq: 0 })], chat);
+    assert.deepEqual(kinds(joined.effects), ['call:join', 'detach', 'send:joined', 'attach']);
+    const created = run([op({ op: 'create', name: 'A', password: 'p' }), fail('group_limit')], chat);
+    assert.deepEqual(kinds(created.effects), ['call:create', 'send:error']);
+    assert.equal(created.s.state.s, 'chat');
+  });
+
+  test('JSON names: format characters are stripped; empty and over-long names get their own messages', () => {
+    const zw = run([op({ op: 'create', name: '\u200b\u200c\u200d\u200e\u200f\u061c\ufeff\u2060', password: 'p' })]);
+    assert.equal((sends(zw.effects)[0] as { message: string }).message, 'Names may not be empty, try again! ');
+    const long = run([op({ op: 'create', name: 'abcdefghi', password: 'p' })]);
+    assert.equal((sends(long.effects)[0] as { message: string }).message, 'Names may be at most 8 characters, try again! ');
+    const mixed = run([op({ op: 'create', name: 'a\u200bb\ufeff', password: 'p' })]);
+    assert.deepEqual(kinds(mixed.effects), ['call:create']);
+    assert.equal((mixed.effects[0] as { call: { name: string } }).call.name, 'ab');
   });
 
   test('send carries the client id to the publish effect; engine trouble on a call is an error, not silence', () => {
