@@ -1,7 +1,11 @@
 // The Engine: everything a gateway shares with the rest of the cluster.
 // Two implementations sit side by side (memory.ts for one node, redis/ for
 // many) and one conformance suite runs against both.
+import { randomBytes } from 'node:crypto';
 import type { ChatMessage } from '../protocol/frames.js';
+
+/** A new group's epoch (see GroupRecord). */
+export const newEpoch = (): string => randomBytes(12).toString('base64url');
 
 export interface GroupRecord {
   id: string;
@@ -9,6 +13,20 @@ export interface GroupRecord {
   passwordHash: string;
   creator: string;
   createdAt: number;
+  /**
+   * Random, set when the group is created (a group from before epochs gets one on first use).
+   * Resume tokens carry it, so a token never opens a removed group or another group under a reused
+   * ID (a data reset, a Redis flush or restore).
+   */
+  epoch: string;
+}
+
+/** The ceiling on groups (MAX_GROUPS) is reached: nothing was created. */
+export class GroupLimitError extends Error {
+  constructor() {
+    super('group limit reached');
+    this.name = 'GroupLimitError';
+  }
 }
 
 /** A chat message as stored: `origin` names the sending connection (`node/conn`) so its node can skip echoing it back. */
@@ -62,9 +80,16 @@ export interface Engine {
 
   /** Whether any group exists anywhere (the seed's "no chats available" rule). */
   hasGroups(): Promise<boolean>;
-  /** Allocates the next ID from one counter (starting at "0") and stores the group; never overwrites. */
-  createGroup(rec: Omit<GroupRecord, 'id'>): Promise<GroupRecord>;
+  /**
+   * Allocates the next ID from one counter (starting at "0") and a random epoch, and stores the
+   * group; never overwrites. Throws GroupLimitError at the ceiling on groups.
+   */
+  createGroup(rec: Omit<GroupRecord, 'id' | 'epoch'>): Promise<GroupRecord>;
   getGroup(id: string): Promise<GroupRecord | null>;
+  /** Groups that exist now (for the ceiling). */
+  countGroups(): Promise<number>;
+  /** A join or resume: the group is active (retention counts idleness from its last message or join). */
+  touchGroup(id: string): Promise<void>;
 
   /** Atomically: next seq, append to bounded history, deliver to subscribers. */
   publish(groupId: string, msg: NewMessage): Promise<StoredMessage>;

@@ -2,6 +2,7 @@
 // under DATA_DIR, replayed at start. Used when REDIS_URL is unset.
 import {
   EngineUnavailableError,
+  newEpoch,
   type ChannelListener,
   type Engine,
   type GroupRecord,
@@ -13,7 +14,7 @@ import {
 import { Journal } from './journal.js';
 
 type Rec =
-  | { t: 'g'; id: string; h: string; c: string; at: number }
+  | { t: 'g'; id: string; h: string; c: string; at: number; ep?: string }
   | { t: 'm'; g: string; s: number; f: string; x: string; ts: number };
 
 interface Group {
@@ -75,7 +76,8 @@ export class MemoryEngine implements Engine {
   private apply(r: Rec): void {
     if (r.t === 'g') {
       if (this.groups.has(r.id)) return;
-      this.groups.set(r.id, { rec: { id: r.id, passwordHash: r.h, creator: r.c, createdAt: r.at }, seq: 0, assigned: 0, history: [] });
+      // A group journalled before epochs gets one now (kept from the next compaction on).
+      this.groups.set(r.id, { rec: { id: r.id, passwordHash: r.h, creator: r.c, createdAt: r.at, epoch: r.ep ?? newEpoch() }, seq: 0, assigned: 0, history: [] });
       this.nextId = Math.max(this.nextId, Number(r.id) + 1);
       return;
     }
@@ -93,7 +95,7 @@ export class MemoryEngine implements Engine {
   private snapshot(): Rec[] {
     const out: Rec[] = [];
     for (const g of this.groups.values()) {
-      out.push({ t: 'g', id: g.rec.id, h: g.rec.passwordHash, c: g.rec.creator, at: g.rec.createdAt });
+      out.push({ t: 'g', id: g.rec.id, h: g.rec.passwordHash, c: g.rec.creator, at: g.rec.createdAt, ep: g.rec.epoch });
       for (const m of g.history) out.push({ t: 'm', g: m.groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts });
     }
     this.appendsSinceCompaction = 0;
@@ -116,12 +118,12 @@ export class MemoryEngine implements Engine {
     return this.groups.size > 0;
   }
 
-  async createGroup(rec: Omit<GroupRecord, 'id'>): Promise<GroupRecord> {
+  async createGroup(rec: Omit<GroupRecord, 'id' | 'epoch'>): Promise<GroupRecord> {
     const id = String(this.nextId++);
-    const full: GroupRecord = { id, ...rec };
+    const full: GroupRecord = { id, ...rec, epoch: newEpoch() };
     this.groups.set(id, { rec: full, seq: 0, assigned: 0, history: [] });
     try {
-      await this.write({ t: 'g', id, h: rec.passwordHash, c: rec.creator, at: rec.createdAt });
+      await this.write({ t: 'g', id, h: rec.passwordHash, c: rec.creator, at: rec.createdAt, ep: full.epoch });
     } catch (e) {
       this.groups.delete(id); // not durable, so it never existed (the ID is not reused)
       throw e;
@@ -132,6 +134,12 @@ export class MemoryEngine implements Engine {
   async getGroup(id: string): Promise<GroupRecord | null> {
     return this.groups.get(id)?.rec ?? null;
   }
+
+  async countGroups(): Promise<number> {
+    return this.groups.size;
+  }
+
+  async touchGroup(_id: string): Promise<void> {}
 
   async publish(groupId: string, msg: NewMessage): Promise<StoredMessage> {
     const g = this.groups.get(groupId);

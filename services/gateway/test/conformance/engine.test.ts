@@ -138,10 +138,16 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       assert.equal(await e.hasGroups(), false);
       assert.equal(await e.getGroup('0'), null);
       const ids: string[] = [];
-      for (const who of ['ann', 'bob', 'cy']) ids.push((await e.createGroup(rec(who))).id);
+      const epochs: string[] = [];
+      for (const who of ['ann', 'bob', 'cy']) {
+        const g = await e.createGroup(rec(who));
+        ids.push(g.id);
+        epochs.push(g.epoch);
+      }
       assert.deepEqual(ids, ['0', '1', '2']);
+      assert.equal(new Set(epochs).size, 3, 'every group gets its own random epoch');
       assert.equal(await e.hasGroups(), true);
-      assert.deepEqual(await e.getGroup('1'), { id: '1', ...rec('bob') });
+      assert.deepEqual(await e.getGroup('1'), { id: '1', ...rec('bob'), epoch: epochs[1] });
       assert.equal(await e.getGroup('3'), null);
       assert.equal(await e.getGroup('not-an-id'), null);
       assert.equal(await e.latestSeq('0'), 0);
@@ -156,15 +162,15 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
 
     test('a reopened engine keeps groups and history and never reuses or overwrites an ID', async () => {
       let e = await fresh();
-      await e.createGroup(rec('ann'));
-      await e.createGroup(rec('bob'));
+      const ann = await e.createGroup(rec('ann'));
+      const bob = await e.createGroup(rec('bob'));
       await e.publish('1', msg('bob', 'kept'));
       e = await h.reopen(e);
       open.push(e);
       assert.equal(await e.hasGroups(), true);
-      assert.deepEqual(await e.getGroup('0'), { id: '0', ...rec('ann') });
+      assert.deepEqual(await e.getGroup('0'), { id: '0', ...rec('ann'), epoch: ann.epoch });
       assert.equal((await e.createGroup(rec('cy'))).id, '2');
-      assert.deepEqual(await e.getGroup('1'), { id: '1', ...rec('bob') });
+      assert.deepEqual(await e.getGroup('1'), { id: '1', ...rec('bob'), epoch: bob.epoch });
       assert.deepEqual((await e.history('1', { limit: 10 })).map((m) => [m.seq, m.text]), [[1, 'kept']]);
       assert.equal(await e.latestSeq('1'), 1);
     });
@@ -324,9 +330,10 @@ describe('redis engine: several nodes on one Redis', () => {
     await server.admin.flushall();
     const a = await node('a');
     const b = await node('b');
-    const g = (await a.createGroup(rec('ann'))).id;
+    const created = await a.createGroup(rec('ann'));
+    const g = created.id;
     assert.equal((await b.createGroup(rec('bob'))).id, '1');
-    assert.deepEqual(await b.getGroup(g), { id: g, ...rec('ann') });
+    assert.deepEqual(await b.getGroup(g), { id: g, ...rec('ann'), epoch: created.epoch });
     const onA = listen();
     const onB = listen();
     await a.subscribe(g, onA.listener);
@@ -349,12 +356,13 @@ describe('redis engine: several nodes on one Redis', () => {
   test('a counter gone backwards never overwrites a group: creation takes the next free ID', async () => {
     await server.admin.flushall();
     const a = await node('a2');
-    for (const who of ['ann', 'bob', 'cy']) await a.createGroup(rec(who));
+    const epochs: string[] = [];
+    for (const who of ['ann', 'bob', 'cy']) epochs.push((await a.createGroup(rec(who))).epoch);
     await server.admin.set(ID_COUNTER, '1'); // as if a failover lost two increments
     const created = await a.createGroup(rec('dan'));
     assert.equal(created.id, '3');
-    assert.deepEqual(await a.getGroup('1'), { id: '1', ...rec('bob') });
-    assert.deepEqual(await a.getGroup('2'), { id: '2', ...rec('cy') });
+    assert.deepEqual(await a.getGroup('1'), { id: '1', ...rec('bob'), epoch: epochs[1] });
+    assert.deepEqual(await a.getGroup('2'), { id: '2', ...rec('cy'), epoch: epochs[2] });
     assert.equal((await a.createGroup(rec('eve'))).id, '4');
   });
 
@@ -407,7 +415,8 @@ describe('redis engine: Redis goes away and comes back', () => {
   });
 
   test('calls fail fast with EngineUnavailableError while it is down; state and delivery come back', async () => {
-    const g = (await e.createGroup(rec('ann'))).id;
+    const created = await e.createGroup(rec('ann'));
+    const g = created.id;
     const l = listen();
     await e.subscribe(g, l.listener);
     await e.publish(g, msg('ann', 'before'));
@@ -421,7 +430,7 @@ describe('redis engine: Redis goes away and comes back', () => {
     await server.restart();
     await l.inbox.next(10_000, 'a resync after reconnect', (ev) => ev.kind === 'resync');
     assert.equal(e.isUp(), true);
-    assert.deepEqual(await e.getGroup(g), { id: g, ...rec('ann') });
+    assert.deepEqual(await e.getGroup(g), { id: g, ...rec('ann'), epoch: created.epoch });
     assert.deepEqual((await e.history(g, { limit: 10 })).map((m) => m.text), ['before']);
     assert.equal((await e.publish(g, msg('ann', 'after'))).seq, 2);
     assert.equal((await nextMessage(l.inbox, 'delivery after restart')).text, 'after');

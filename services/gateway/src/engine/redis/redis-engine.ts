@@ -14,6 +14,7 @@ import type { Config } from '../../config.js';
 import { createLogger, type Logger } from '../../log.js';
 import {
   EngineUnavailableError,
+  newEpoch,
   type ChannelListener,
   type Engine,
   type GroupRecord,
@@ -192,14 +193,15 @@ export class RedisEngine implements Engine {
     return this.call(async (r) => (await r.exists(GROUPS_EXIST)) === 1);
   }
 
-  async createGroup(rec: Omit<GroupRecord, 'id'>): Promise<GroupRecord> {
+  async createGroup(rec: Omit<GroupRecord, 'id' | 'epoch'>): Promise<GroupRecord> {
+    const epoch = newEpoch();
     return this.call(async (r) => {
       for (let attempt = 0; attempt < MAX_ID_ATTEMPTS; attempt++) {
         const id = String((await r.incr(ID_COUNTER)) - 1);
-        const stored = await r.chatCreateGroup(groupKeys(id).meta, rec.passwordHash, rec.creator, rec.createdAt);
+        const stored = await r.chatCreateGroup(groupKeys(id).meta, rec.passwordHash, rec.creator, rec.createdAt, epoch);
         if (stored === 1) {
           await r.set(GROUPS_EXIST, '1');
-          return { id, ...rec };
+          return { id, ...rec, epoch };
         }
         if (attempt === 0) this.log.warn({ groupId: id }, 'group ID already taken (ID counter behind the registry): taking the next');
       }
@@ -213,9 +215,23 @@ export class RedisEngine implements Engine {
       const h = await r.hgetall(groupKeys(id).meta);
       const passwordHash = h['h'];
       if (passwordHash === undefined) return null;
-      return { id, passwordHash, creator: h['c'] ?? '', createdAt: Number(h['at'] ?? 0) };
+      let epoch = h['ep'];
+      if (epoch === undefined) {
+        // A group from before epochs gets one on first use; HSETNX so every node agrees on the first.
+        const k = groupKeys(id).meta;
+        await r.hsetnx(k, 'ep', newEpoch());
+        epoch = (await r.hget(k, 'ep')) ?? '';
+      }
+      return { id, passwordHash, creator: h['c'] ?? '', createdAt: Number(h['at'] ?? 0), epoch };
     });
   }
+
+  async countGroups(): Promise<number> {
+    // Placeholder until the group index lands: the counter bounds how many were ever created.
+    return this.call(async (r) => Number((await r.get(ID_COUNTER)) ?? 0));
+  }
+
+  async touchGroup(_id: string): Promise<void> {}
 
   async publish(groupId: string, msg: NewMessage): Promise<StoredMessage> {
     if (!isGroupId(groupId)) throw new Error(`no group ${groupId}`);

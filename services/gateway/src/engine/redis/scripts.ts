@@ -18,7 +18,7 @@ const SCRIPTS = {
 type Arg = string | number;
 
 export interface ScriptCommands {
-  chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg): Promise<number>;
+  chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg, epoch: string): Promise<number>;
   chatPublish(meta: string, history: string, channel: string, limit: Arg, messageJson: string, publishCommand: 'PUBLISH' | 'SPUBLISH'): Promise<number>;
   chatAuthFailure(counter: string, windowSeconds: Arg): Promise<number>;
   chatAuthSuccess(counter: string): Promise<number>;
