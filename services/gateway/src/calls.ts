@@ -1,79 +1,132 @@
-// The engine work behind the session's calls: group lookups, creation with a
-// scrypt hash, password checks (cluster-wide throttle, per-node cache of
-// successful checks keyed by an HMAC of the password), resume tokens, /who.
+// The engine work behind the session's calls, with admission in front of every
+// costly step: per-address budgets (creates, password checks) and the
+// wrong-password limit per (group, address), counted cluster-wide in the
+// engine's throttle; scrypt through the node's bounded, fair queue
+// (password-work.ts); a per-node cache of verified passwords; resume tokens
+// tied to one life of one group (tokens.ts).
 import { createHmac, randomBytes } from 'node:crypto';
+import type { ClientAddress } from './clientip.js';
 import type { Config } from './config.js';
-import type { Engine } from './engine/engine.js';
+import { GroupLimitError, type Engine, type GroupRecord } from './engine/engine.js';
+import type { AuthPolicy } from './engine/throttle.js';
 import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
-import { hashPassword, verifyPassword } from './passwords.js';
+import type { AdmissionReason, Metrics } from './metrics.js';
+import { PasswordWork } from './password-work.js';
+import { hashPassword, normalizePassword, verifyPassword } from './passwords.js';
+import type { ErrorCode } from './protocol/frames.js';
 import * as T from './protocol/text.js';
-import type { Call, CallResult } from './session.js';
-import { issueToken, verifyToken } from './tokens.js';
+import type { Call, CallFailure, CallResult } from './session.js';
+import { issueToken, verifyToken, type TokenClaims } from './tokens.js';
 
-const AUTH_CACHE_SIZE = 10_000;
+/** Groups whose verified password this node remembers (one entry per group, least recently used goes). */
+const AUTH_CACHE_GROUPS = 10_000;
 
-type AuthOutcome = 'ok' | 'wrong' | 'locked';
+type AuthOutcome = 'ok' | 'wrong' | 'busy' | 'gone';
+
+/** Who is asking: the connection, its address for budgets, and whether it is still there. */
+export interface CallContext {
+  memberId: string;
+  address: ClientAddress;
+  gone: () => boolean;
+}
+
+/** A check of one password for one group that several joins may share (a join storm runs scrypt once). */
+interface SharedCheck {
+  outcome: Promise<AuthOutcome>;
+  waiters: Array<() => boolean>;
+}
 
 export class Calls {
-  /** Successful password checks, keyed by group and a keyed hash of the password (never the password). */
-  private readonly authCache = new Map<string, string>();
+  /** Per group: a keyed hash of the NFC password that last checked right, and the stored hash it matched. */
+  private readonly authCache = new Map<string, { mac: string; stored: string }>();
   private readonly authCacheKey = randomBytes(32);
-  /** Password checks running now, by the same key: concurrent joins share one scrypt. */
-  private readonly checking = new Map<string, Promise<AuthOutcome>>();
+  private readonly checking = new Map<string, SharedCheck>();
+  readonly work: PasswordWork;
+  private readonly policy: AuthPolicy;
+  private readonly secrets: () => string[];
 
   constructor(
     private readonly engine: Engine,
     private readonly config: Config,
     private readonly log: Logger,
     private readonly metrics: Metrics,
-  ) {}
-
-  private cacheKey(groupId: string, password: string): string {
-    return `${groupId}\0${createHmac('sha256', this.authCacheKey).update(password).digest('base64')}`;
+  ) {
+    this.work = new PasswordWork(
+      { concurrency: config.scryptConcurrency, maxQueued: config.passwordQueueMax, maxPerAddress: config.passwordQueuePerAddress },
+      (n) => metrics.passwordQueue.set(n),
+    );
+    this.policy = { maxFailures: config.authMaxFailures, windowMs: config.authLockoutSeconds * 1000, backoffAfter: config.authBackoffAfter };
+    this.secrets = () =>
+      config.chatSecretPrevious !== null && Date.now() < config.chatSecretPreviousUntil ? [config.chatSecret, config.chatSecretPrevious] : [config.chatSecret];
   }
 
-  /** A check of this password for this group already succeeded on this node (and the hash is unchanged). */
-  private knownGood(groupId: string, password: string, stored: string): boolean {
-    if (this.authCache.get(this.cacheKey(groupId, password)) !== stored) return false;
+  /** Keyed on exactly what scrypt checks (the NFC form), so spelling variants of one password are one entry. */
+  private passwordMac(password: string): string {
+    return createHmac('sha256', this.authCacheKey).update(normalizePassword(password)).digest('base64');
+  }
+
+  private knownGood(rec: GroupRecord, mac: string): boolean {
+    const hit = this.authCache.get(rec.id);
+    if (!hit || hit.mac !== mac || hit.stored !== rec.passwordHash) return false;
+    this.authCache.delete(rec.id); // most recently used goes last
+    this.authCache.set(rec.id, hit);
     this.metrics.authCacheHits.inc();
     return true;
   }
 
+  private remember(rec: GroupRecord, mac: string): void {
+    this.authCache.delete(rec.id);
+    if (this.authCache.size >= AUTH_CACHE_GROUPS) this.authCache.delete(this.authCache.keys().next().value as string);
+    this.authCache.set(rec.id, { mac, stored: rec.passwordHash });
+  }
+
+  private refuse(reason: AdmissionReason, code: ErrorCode, message: string, ctx: CallContext): CallFailure {
+    this.metrics.admissionRefusals.inc({ reason });
+    this.log.info({ conn: ctx.memberId, remote: ctx.address.ip, reason }, '[REFUSED]');
+    return { ok: false, code, message };
+  }
+
+  /** Count one use of a per-address budget; false once past it. Exempt addresses and a budget of 0 always pass. */
+  private async withinBudget(kind: 'create' | 'auth', ctx: CallContext): Promise<boolean> {
+    const [limit, windowSeconds] =
+      kind === 'create' ? [this.config.createBudget, this.config.createBudgetWindowSeconds] : [this.config.authBudget, this.config.authBudgetWindowSeconds];
+    if (limit === 0 || ctx.address.exempt) return true;
+    const { count } = await this.engine.throttle.hit(`${kind}/${ctx.address.key}`, windowSeconds * 1000);
+    return count <= limit;
+  }
+
   /**
-   * One check per (group, password) at a time: a join storm with the right password runs
-   * scrypt once and the other joins share the outcome (counted as cache hits). Each check
-   * counts as a failed attempt before scrypt runs, atomically in the engine, so parallel
-   * guesses cannot get past AUTH_MAX_FAILURES; a right password takes its count back.
+   * One scrypt check per (group, password) at a time: concurrent joins with the same password
+   * share it (a join storm runs scrypt once). It is dropped unqueued only when every client
+   * waiting on it has gone.
    */
-  private check(groupId: string, password: string, stored: string): Promise<AuthOutcome> {
-    const key = this.cacheKey(groupId, password);
-    const running = this.checking.get(key);
-    if (running) {
-      this.metrics.authCacheHits.inc();
-      return running;
-    }
-    const check = this.countedCheck(key, groupId, password, stored).finally(() => this.checking.delete(key));
-    this.checking.set(key, check);
-    return check;
+  private shareCheck(rec: GroupRecord, mac: string, ctx: CallContext): Promise<AuthOutcome> | null {
+    const running = this.checking.get(`${rec.id}\0${mac}`);
+    if (!running) return null;
+    running.waiters.push(ctx.gone);
+    this.metrics.authCacheHits.inc();
+    return running.outcome;
   }
 
-  private async countedCheck(key: string, groupId: string, password: string, stored: string): Promise<AuthOutcome> {
-    const attempts = await this.engine.recordAuthFailure(groupId, this.config.authLockoutSeconds);
-    if (attempts > this.config.authMaxFailures) return 'locked';
-    if (!(await verifyPassword(password, stored))) return 'wrong';
-    if (this.authCache.size >= AUTH_CACHE_SIZE) this.authCache.delete(this.authCache.keys().next().value as string);
-    this.authCache.set(key, stored);
-    await this.engine.authSucceeded(groupId);
-    return 'ok';
+  private startCheck(rec: GroupRecord, password: string, mac: string, suspect: boolean, ctx: CallContext): Promise<AuthOutcome> {
+    const key = `${rec.id}\0${mac}`;
+    const shared: SharedCheck = { outcome: Promise.resolve('gone'), waiters: [ctx.gone] };
+    shared.outcome = this.work
+      .submit({ address: ctx.address, suspectGroup: suspect ? rec.id : null, gone: () => shared.waiters.every((g) => g()) }, () =>
+        verifyPassword(password, rec.passwordHash),
+      )
+      .then((r): AuthOutcome => (r.ok ? (r.value ? 'ok' : 'wrong') : r.reason))
+      .finally(() => this.checking.delete(key));
+    this.checking.set(key, shared);
+    return shared.outcome;
   }
 
-  private token(groupId: string, name: string): string {
-    return issueToken(this.config.chatSecret, groupId, name, this.config.tokenTtlSeconds * 1000);
+  private token(rec: GroupRecord, name: string, authAt: number): string {
+    return issueToken(this.config.chatSecret, { groupId: rec.id, name, epoch: rec.epoch, authAt }, this.config.tokenTtlSeconds * 1000);
   }
 
   /** Perform one call; engine errors propagate (the node maps them to `unavailable`). */
-  async perform(memberId: string, call: Call): Promise<CallResult> {
+  async perform(ctx: CallContext, call: Call): Promise<CallResult> {
     const { engine } = this;
     switch (call.call) {
       case 'hasGroups': {
@@ -84,57 +137,123 @@ export class Calls {
       case 'groupExists': {
         const exists = (await engine.getGroup(call.groupId)) !== null;
         if (!exists) this.metrics.joins.inc({ result: 'unknown_group' });
-        else this.log.info({ conn: memberId, groupId: call.groupId }, '[MEMBER REQUEST]');
+        else this.log.info({ conn: ctx.memberId, groupId: call.groupId }, '[MEMBER REQUEST]');
         return { ok: true, exists };
       }
-      case 'create': {
-        const passwordHash = await hashPassword(call.password, this.config.scryptN);
-        const rec = await engine.createGroup({ passwordHash, creator: call.name, createdAt: Date.now() });
-        this.metrics.groupsCreated.inc();
-        this.log.info({ conn: memberId, groupId: rec.id, name: call.name }, '[NEW CHAT]');
-        return { ok: true, groupId: rec.id, name: call.name, token: this.token(rec.id, call.name), seq: 0 };
-      }
-      case 'join': {
-        const rec = await engine.getGroup(call.groupId);
-        if (!rec) {
-          const any = await engine.hasGroups();
-          this.metrics.joins.inc({ result: any ? 'unknown_group' : 'no_groups' });
-          return any ? { ok: false, code: 'unknown_group', message: T.WRONG_ID } : { ok: false, code: 'no_groups', message: T.NO_CHATS };
-        }
-        // A password this node has already seen succeed passes even while guessers have the
-        // group locked: the lockout stops guessing, it must not lock members out.
-        if (!this.knownGood(rec.id, call.password, rec.passwordHash)) {
-          const outcome = await this.check(rec.id, call.password, rec.passwordHash);
-          if (outcome === 'locked') {
-            this.metrics.joins.inc({ result: 'locked' });
-            return { ok: false, code: 'rate_limited', message: T.LOCKED };
-          }
-          if (outcome === 'wrong') {
-            this.metrics.joins.inc({ result: 'wrong_password' });
-            this.log.info({ conn: memberId, groupId: rec.id }, '[WRONG PASSWORD]');
-            return { ok: false, code: 'wrong_password', message: T.WRONG_PASSWORD };
-          }
-        }
-        this.metrics.joins.inc({ result: 'ok' });
-        this.log.info({ conn: memberId, groupId: rec.id, name: call.name }, '[NEW MEMBER]');
-        return { ok: true, groupId: rec.id, name: call.name, token: this.token(rec.id, call.name), seq: await engine.latestSeq(rec.id) };
-      }
-      case 'resume': {
-        const claims = verifyToken(this.config.chatSecret, call.token);
-        if (!claims || !(await engine.getGroup(claims.groupId)))
-          return { ok: false, code: 'invalid_input', message: 'Invalid or expired resume token' };
-        this.metrics.joins.inc({ result: 'ok' });
-        this.log.info({ conn: memberId, groupId: claims.groupId, name: claims.name }, '[RESUMED]');
-        return {
-          ok: true,
-          groupId: claims.groupId,
-          name: claims.name,
-          token: this.token(claims.groupId, claims.name),
-          seq: await engine.latestSeq(claims.groupId),
-        };
-      }
+      case 'create':
+        return this.create(ctx, call.name, call.password);
+      case 'join':
+        return this.join(ctx, call.name, call.groupId, call.password);
+      case 'resume':
+        return this.resume(ctx, call.token);
       case 'who':
         return { ok: true, names: await engine.members(call.groupId) };
     }
+  }
+
+  private async create(ctx: CallContext, name: string, password: string): Promise<CallResult> {
+    const { engine, config } = this;
+    if (!(await this.withinBudget('create', ctx))) return this.refuse('create_budget', 'rate_limited', T.CREATE_BUDGET, ctx);
+    // Before any scrypt: a full registry refuses at once.
+    if (config.maxGroups > 0 && (await engine.countGroups()) >= config.maxGroups) return this.refuse('group_limit', 'group_limit', T.GROUP_LIMIT, ctx);
+    const hashed = await this.work.submit({ address: ctx.address, gone: ctx.gone }, () => hashPassword(password, config.scryptN));
+    if (!hashed.ok) return hashed.reason === 'busy' ? this.refuse('busy', 'busy', T.BUSY, ctx) : { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
+    // A client that left while its password was hashed gets no group: nothing is stored for nobody.
+    if (ctx.gone()) return { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
+    let rec: GroupRecord;
+    try {
+      rec = await engine.createGroup({ passwordHash: hashed.value, creator: name, createdAt: Date.now() });
+    } catch (e) {
+      if (e instanceof GroupLimitError) return this.refuse('group_limit', 'group_limit', T.GROUP_LIMIT, ctx);
+      throw e;
+    }
+    this.metrics.groupsCreated.inc();
+    this.log.info({ conn: ctx.memberId, groupId: rec.id, name }, '[NEW CHAT]');
+    return { ok: true, groupId: rec.id, name, token: this.token(rec, name, Date.now()), seq: 0 };
+  }
+
+  private async join(ctx: CallContext, name: string, groupId: string, password: string): Promise<CallResult> {
+    const { engine } = this;
+    const rec = await engine.getGroup(groupId);
+    if (!rec) {
+      const any = await engine.hasGroups();
+      this.metrics.joins.inc({ result: any ? 'unknown_group' : 'no_groups' });
+      return any ? { ok: false, code: 'unknown_group', message: T.WRONG_ID } : { ok: false, code: 'no_groups', message: T.NO_CHATS };
+    }
+    if (!(await this.withinBudget('auth', ctx))) return this.refuse('auth_budget', 'rate_limited', T.AUTH_BUDGET, ctx);
+    const mac = this.passwordMac(password);
+    // A password this node has already verified passes at once: the limits below stop guessing,
+    // and whoever has the right password is not guessing.
+    if (!this.knownGood(rec, mac)) {
+      const outcome = await (this.shareCheck(rec, mac, ctx) ?? this.countedCheck(rec, password, mac, ctx));
+      if (outcome === 'locked') {
+        this.metrics.joins.inc({ result: 'locked' });
+        return this.refuse('lockout', 'rate_limited', T.LOCKED, ctx);
+      }
+      if (outcome === 'busy') return this.refuse('busy', 'busy', T.BUSY, ctx);
+      if (outcome === 'gone') return { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
+      if (outcome === 'wrong') {
+        this.metrics.joins.inc({ result: 'wrong_password' });
+        this.log.info({ conn: ctx.memberId, groupId: rec.id, remote: ctx.address.ip }, '[WRONG PASSWORD]');
+        return { ok: false, code: 'wrong_password', message: T.WRONG_PASSWORD };
+      }
+    }
+    await engine.touchGroup(rec.id);
+    this.metrics.joins.inc({ result: 'ok' });
+    this.log.info({ conn: ctx.memberId, groupId: rec.id, name }, '[NEW MEMBER]');
+    return { ok: true, groupId: rec.id, name, token: this.token(rec, name, Date.now()), seq: await engine.latestSeq(rec.id) };
+  }
+
+  /**
+   * A check of a password nobody is checking now: counted as a failure for this (group, address)
+   * before scrypt runs, atomically in the engine (parallel guesses cannot slip past the limit, and
+   * the lockout and backoff apply), and cleared when it was right. An address that failed for the
+   * group before is a suspect: its checks queue behind everyone else's, one at a time per group.
+   */
+  private async countedCheck(rec: GroupRecord, password: string, mac: string, ctx: CallContext): Promise<AuthOutcome | 'locked'> {
+    const limited = this.policy.maxFailures > 0 || this.policy.backoffAfter > 0;
+    let suspect = false;
+    if (limited) {
+      const attempt = await this.engine.throttle.authAttempt(rec.id, ctx.address.key, this.policy);
+      if (!attempt.allowed) return 'locked';
+      suspect = attempt.failures > 1;
+    }
+    // Another join with this password may have started while the attempt was counted: share it.
+    const outcome = await (this.shareCheck(rec, mac, ctx) ?? this.startCheck(rec, password, mac, suspect, ctx));
+    if (outcome === 'ok') {
+      if (limited) await this.engine.throttle.authSuccess(rec.id, ctx.address.key);
+      this.remember(rec, mac);
+    }
+    return outcome;
+  }
+
+  /** The group this token was issued for, in the same life; null for a removed, recreated or unknown one. */
+  private async tokenGroup(claims: TokenClaims): Promise<{ rec: GroupRecord; authAt: number } | null> {
+    const rec = await this.engine.getGroup(claims.groupId);
+    if (!rec) return null;
+    if (claims.epoch !== null && claims.authAt !== null) return claims.epoch === rec.epoch ? { rec, authAt: claims.authAt } : null;
+    // A token from before epochs: it was issued TOKEN_TTL before its expiry; it can only be for a group that existed then.
+    const issuedAt = claims.exp - this.config.tokenTtlSeconds * 1000;
+    return rec.createdAt <= issuedAt ? { rec, authAt: issuedAt } : null;
+  }
+
+  private async resume(ctx: CallContext, token: string): Promise<CallResult> {
+    const claims = verifyToken(this.secrets(), token);
+    const found = claims ? await this.tokenGroup(claims) : null;
+    if (!claims || !found || Date.now() - found.authAt > this.config.tokenMaxAgeSeconds * 1000) {
+      this.log.info({ conn: ctx.memberId, remote: ctx.address.ip }, '[TOKEN REFUSED]');
+      return { ok: false, code: 'invalid_token', message: T.INVALID_TOKEN };
+    }
+    await this.engine.touchGroup(found.rec.id);
+    this.metrics.joins.inc({ result: 'ok' });
+    this.log.info({ conn: ctx.memberId, groupId: claims.groupId, name: claims.name }, '[RESUMED]');
+    return {
+      ok: true,
+      groupId: claims.groupId,
+      name: claims.name,
+      // Renewed, but the chain still ends TOKEN_MAX_AGE_SECONDS after the password was checked.
+      token: this.token(found.rec, claims.name, found.authAt),
+      seq: await this.engine.latestSeq(claims.groupId),
+    };
   }
 }

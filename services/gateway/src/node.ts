@@ -277,7 +277,7 @@ export class ChatNode {
 
   private async perform(c: Client, call: Call): Promise<CallResult> {
     try {
-      return await this.calls.perform(c.memberId, call);
+      return await this.calls.perform({ memberId: c.memberId, address: c.conn.address, gone: () => c.closed }, call);
     } catch (e) {
       this.metrics.engineErrors.inc({ op: call.call });
       if (!(e instanceof EngineUnavailableError)) this.log.error({ conn: c.memberId, op: call.call, err: e }, 'engine call failed');

@@ -4,35 +4,17 @@ import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:c
 
 const KEY_LEN = 32;
 const SALT_LEN = 16;
-/**
- * scrypt runs on libuv's thread pool (4 threads by default), which the journal's
- * file writes share; at N=2^17 each hash also holds 128 MiB. At most two at a
- * time keeps threads free for I/O and memory bounded; the rest wait their turn.
- */
-const MAX_CONCURRENT = 2;
-let running = 0;
-const waiting: Array<() => void> = [];
+// How many run at once, and in what order, is the node's business (password-work.ts): scrypt
+// runs on libuv's thread pool, which the journal's writes share, and holds 128·N·r bytes.
 
-async function limited<T>(f: () => Promise<T>): Promise<T> {
-  if (running < MAX_CONCURRENT) running++;
-  else await new Promise<void>((r) => waiting.push(r)); // the finishing caller hands its slot over
-  try {
-    return await f();
-  } finally {
-    const next = waiting.shift();
-    if (next) next();
-    else running--;
-  }
-}
+/** The form scrypt hashes (and the verified-password cache keys): NFC, so "é" typed either way is one password. */
+export const normalizePassword = (password: string): string => password.normalize('NFC');
 
 function derive(password: string, salt: Buffer, N: number, r: number, p: number): Promise<Buffer> {
   // scrypt needs 128·N·r bytes; allow twice that so OWASP's N=2^17 works.
   const opts: ScryptOptions = { N, r, p, maxmem: 256 * N * r + 1024 * 1024 };
-  return limited(
-    () =>
-      new Promise<Buffer>((resolve, reject) =>
-        scrypt(password.normalize('NFC'), salt, KEY_LEN, opts, (err, key) => (err ? reject(err) : resolve(key))),
-      ),
+  return new Promise<Buffer>((resolve, reject) =>
+    scrypt(normalizePassword(password), salt, KEY_LEN, opts, (err, key) => (err ? reject(err) : resolve(key))),
   );
 }
 

@@ -3,6 +3,7 @@
 // many) and one conformance suite runs against both.
 import { randomBytes } from 'node:crypto';
 import type { ChatMessage } from '../protocol/frames.js';
+import type { Throttle } from './throttle.js';
 
 /** A new group's epoch (see GroupRecord). */
 export const newEpoch = (): string => randomBytes(12).toString('base64url');
@@ -73,6 +74,8 @@ export interface HistoryQuery {
 
 export interface Engine {
   readonly kind: 'memory' | 'redis';
+  /** Per-address budgets and the wrong-password limit, shared by every node of the engine. */
+  readonly throttle: Throttle;
   start(): Promise<void>;
   stop(): Promise<void>;
   /** True while the engine can store and deliver. */
@@ -100,20 +103,6 @@ export interface Engine {
   subscribe(groupId: string, listener: ChannelListener): Promise<void>;
   unsubscribe(groupId: string): Promise<void>;
   notify(notice: Notice): Promise<void>;
-
-  /**
-   * Wrong-password throttle per group, shared by every node: `authLocked` is true once
-   * `max` failures fell within `windowSeconds` of the first, until that window ends.
-   */
-  authLocked(groupId: string, max: number): Promise<boolean>;
-  /**
-   * Count one attempt as a failure, atomically, and return the count in the current window.
-   * The node counts every unverified attempt before running scrypt, so parallel guesses cannot
-   * slip past the limit, and takes it back with `authSucceeded` when the password was right.
-   */
-  recordAuthFailure(groupId: string, windowSeconds: number): Promise<number>;
-  /** Undo one counted attempt (it turned out right). Never below zero. */
-  authSucceeded(groupId: string): Promise<void>;
 
   /** Presence: `memberId` is unique per connection across the cluster. */
   addMember(groupId: string, memberId: string, name: string): Promise<void>;

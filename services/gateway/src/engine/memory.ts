@@ -12,6 +12,7 @@ import {
   type StoredMessage,
 } from './engine.js';
 import { Journal } from './journal.js';
+import { MemoryThrottle } from './memory-throttle.js';
 
 type Rec =
   | { t: 'g'; id: string; h: string; c: string; at: number; ep?: string }
@@ -41,11 +42,11 @@ function parseRec(v: unknown): Rec | null {
 
 export class MemoryEngine implements Engine {
   readonly kind = 'memory' as const;
+  readonly throttle = new MemoryThrottle();
   private groups = new Map<string, Group>();
   private nextId = 0;
   private listeners = new Map<string, ChannelListener>();
   private presence = new Map<string, Map<string, string>>();
-  private authFailures = new Map<string, { count: number; until: number }>();
   private journal: Journal<Rec>;
   private appendsSinceCompaction = 0;
   private up = false;
@@ -174,25 +175,6 @@ export class MemoryEngine implements Engine {
 
   async notify(notice: Notice): Promise<void> {
     this.listeners.get(notice.groupId)?.({ kind: 'notice', notice });
-  }
-
-  async authLocked(groupId: string, max: number): Promise<boolean> {
-    const f = this.authFailures.get(groupId);
-    if (f && f.until <= Date.now()) this.authFailures.delete(groupId);
-    return f !== undefined && f.until > Date.now() && f.count >= max;
-  }
-
-  async recordAuthFailure(groupId: string, windowSeconds: number): Promise<number> {
-    const now = Date.now();
-    const f = this.authFailures.get(groupId);
-    if (f && f.until > now) return ++f.count;
-    this.authFailures.set(groupId, { count: 1, until: now + windowSeconds * 1000 });
-    return 1;
-  }
-
-  async authSucceeded(groupId: string): Promise<void> {
-    const f = this.authFailures.get(groupId);
-    if (f && f.count > 0) f.count--;
   }
 
   async addMember(groupId: string, memberId: string, name: string): Promise<void> {

@@ -281,30 +281,47 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       assert.deepEqual(await e.members(g2), ['bob']);
     });
 
-    test('wrong-password throttle: per group, locks at max, unlocks when the window ends', async () => {
+    test('wrong-password limit: per (group, address), counted before the check, locks at max, forgets after a quiet window', async () => {
       const e = await fresh();
       const g = (await e.createGroup(rec('ann'))).id;
       const g2 = (await e.createGroup(rec('bob'))).id;
-      assert.equal(await e.authLocked(g, 3), false);
-      await e.recordAuthFailure(g, 1);
-      await e.recordAuthFailure(g, 1);
-      assert.equal(await e.authLocked(g, 3), false);
-      await e.recordAuthFailure(g, 1);
-      assert.equal(await e.authLocked(g, 3), true);
-      assert.equal(await e.authLocked(g2, 3), false, 'other groups are not affected');
+      const policy = { maxFailures: 3, windowMs: 1000, backoffAfter: 100 };
+      for (const n of [1, 2, 3]) assert.deepEqual(await e.throttle.authAttempt(g, '198.51.100.7', policy), { allowed: true, failures: n });
+      const locked = await e.throttle.authAttempt(g, '198.51.100.7', policy);
+      assert.equal(locked.allowed, false);
+      assert.equal(!locked.allowed && locked.locked, true);
+      assert.equal((await e.throttle.authAttempt(g, '198.51.100.8', policy)).allowed, true, 'another address is not locked out');
+      assert.equal((await e.throttle.authAttempt(g2, '198.51.100.7', policy)).allowed, true, 'another group is not affected');
       const lockedAt = Date.now();
-      await until(async () => !(await e.authLocked(g, 3)), 5000, 'the lockout window to end');
+      await until(async () => (await e.throttle.authAttempt(g, '198.51.100.7', policy)).allowed, 5000, 'the lockout window to end');
       assert.ok(Date.now() - lockedAt < 2500, 'unlocked within about the window');
     });
 
-    test('wrong-password throttle: counts come back atomically; a right password takes its count back', async () => {
+    test('wrong-password limit: parallel attempts are counted atomically; backoff grows; a right password clears the count', async () => {
       const e = await fresh();
       const g = (await e.createGroup(rec('ann'))).id;
-      assert.deepEqual(await Promise.all([1, 2, 3, 4].map(() => e.recordAuthFailure(g, 60))).then((n) => [...n].sort()), [1, 2, 3, 4]);
-      await e.authSucceeded(g);
-      assert.equal(await e.recordAuthFailure(g, 60), 4, 'one taken back, one added');
-      for (let i = 0; i < 6; i++) await e.authSucceeded(g);
-      assert.equal(await e.recordAuthFailure(g, 60), 1, 'never below zero');
+      const policy = { maxFailures: 10, windowMs: 60_000, backoffAfter: 2 };
+      const t0 = 1_000_000;
+      const got = await Promise.all([1, 2, 3, 4].map(() => e.throttle.authAttempt(g, '2001:db8::/64', policy, t0)));
+      assert.deepEqual(got.filter((a) => a.allowed).map((a) => (a.allowed ? a.failures : 0)).sort(), [1, 2], 'two pass, then backoff');
+      const wait = got.find((a) => !a.allowed);
+      assert.ok(wait && !wait.allowed && !wait.locked && wait.retryMs === 1000, 'after 2 failures: wait 1 s');
+      assert.equal((await e.throttle.authAttempt(g, '2001:db8::/64', policy, t0 + 1000)).allowed, true, 'the third after 1 s');
+      const next = await e.throttle.authAttempt(g, '2001:db8::/64', policy, t0 + 2000);
+      assert.ok(!next.allowed && next.retryMs === 1000, 'after 3 failures: 2 s after the last');
+      await e.throttle.authSuccess(g, '2001:db8::/64');
+      assert.deepEqual(await e.throttle.authAttempt(g, '2001:db8::/64', policy, t0 + 2000), { allowed: true, failures: 1 });
+    });
+
+    test('per-address budgets: a fixed window from the first hit', async () => {
+      const e = await fresh();
+      const hits = await Promise.all(Array.from({ length: 5 }, () => e.throttle.hit('create/203.0.113.9', 60_000)));
+      assert.deepEqual(hits.map((h) => h.count).sort(), [1, 2, 3, 4, 5]);
+      assert.ok(hits.every((h) => h.resetMs > 0 && h.resetMs <= 60_000));
+      assert.equal((await e.throttle.hit('create/203.0.113.10', 60_000)).count, 1, 'another address has its own budget');
+      const short = await e.throttle.hit('auth/203.0.113.9', 300);
+      assert.equal(short.count, 1);
+      await until(async () => (await e.throttle.hit('auth/203.0.113.9', 300)).count === 1, 5000, 'the budget window to end');
     });
   });
 }
@@ -348,9 +365,12 @@ describe('redis engine: several nodes on one Redis', () => {
     await a.addMember(g, 'a/1', 'ann');
     await b.addMember(g, 'b/1', 'bob');
     assert.deepEqual((await a.members(g)).sort(), ['ann', 'bob']);
-    await b.recordAuthFailure(g, 60);
-    await a.recordAuthFailure(g, 60);
-    assert.equal(await b.authLocked(g, 2), true, 'failures on two nodes count together');
+    const policy = { maxFailures: 2, windowMs: 60_000, backoffAfter: 100 };
+    await b.throttle.authAttempt(g, '192.0.2.1', policy);
+    await a.throttle.authAttempt(g, '192.0.2.1', policy);
+    assert.equal((await b.throttle.authAttempt(g, '192.0.2.1', policy)).allowed, false, 'failures on two nodes count together');
+    await a.throttle.hit('create/192.0.2.1', 60_000);
+    assert.equal((await b.throttle.hit('create/192.0.2.1', 60_000)).count, 2, 'budgets are shared by every node');
   });
 
   test('a counter gone backwards never overwrites a group: creation takes the next free ID', async () => {

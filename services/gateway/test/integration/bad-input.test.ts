@@ -62,7 +62,7 @@ for (const engine of ENGINES) {
         ['{"op":"join","name":"x","groupId":"abc","password":"x"}', 'unknown_group'],
         ['{"op":"join","name":"x","groupId":"0","password":"x","since":-1}', 'invalid_input'],
         ['{"op":"send","text":"hi"}', 'not_joined'],
-        ['{"op":"resume","token":"forged.token","since":0}', 'invalid_input'],
+        ['{"op":"resume","token":"forged.token","since":0}', 'invalid_token'], // issue 8: a refused token gets invalid_token
       ];
       for (const [frame, code] of cases) {
         c.send(frame);

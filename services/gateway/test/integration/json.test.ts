@@ -129,7 +129,7 @@ for (const engine of ENGINES) {
       r.sendJson({ op: 'send', text: 'back' });
       assert.deepEqual(await r.nextJson(), { type: 'ack', id: null, seq: 6 });
       r.sendJson({ op: 'resume', token: token.slice(0, -2) + 'xx', since: 0 });
-      assert.equal((await r.nextJson<Ev>())['code'], 'invalid_input');
+      assert.equal((await r.nextJson<Ev>())['code'], 'invalid_token'); // issue 8: a refused token gets invalid_token
       r.close();
     });
 

@@ -26,8 +26,6 @@ export interface GroupKeys {
   history: string;
   /** Hash: member ID → `<instance> <name>`. */
   members: string;
-  /** Counter of wrong passwords, expiring AUTH_LOCKOUT_SECONDS after the first. */
-  authFailures: string;
   /** Pub/sub channel: chat messages and join/leave notices. */
   channel: string;
 }
@@ -39,7 +37,6 @@ export function groupKeys(id: string): GroupKeys {
     meta: base,
     history: `${base}:history`,
     members: `${base}:members`,
-    authFailures: `${base}:authfail`,
     channel: `${base}:ch`,
   };
 }
@@ -109,4 +106,18 @@ export function keySlot(key: string): number {
   let crc = 0;
   for (let i = start; i < end; i++) crc = ((crc << 8) & 0xffff) ^ (CRC16[((crc >> 8) ^ (b[i] as number)) & 0xff] as number);
   return crc & 16383;
+}
+
+// ---- the admission throttle (throttle.ts) ----
+
+/** Budget keys carry what the node names them (`<kind>/<address key>`), restricted to a safe alphabet. */
+const safe = (s: string): string => s.replace(/[^A-Za-z0-9:./_-]/g, '_').slice(0, 128);
+
+/** Counter of one per-address budget (fixed window); its own slot, `{b:<kind>/<address>}`. */
+export const addressBudgetKey = (key: string): string => `${PREFIX}:{b:${safe(key)}}`;
+
+/** Hash of one address's wrong passwords for one group (`n`, `t`), in the group's slot so it goes with the group. */
+export function authFailureKey(groupId: string, address: string): string {
+  if (!isGroupId(groupId)) throw new Error('invalid group id');
+  return `${PREFIX}:{g:${groupId}}:authfail:${safe(address)}`;
 }

@@ -30,6 +30,7 @@ import { parseStreamEntries, type StreamEntry } from './payloads.js';
 import { Presence } from './presence.js';
 import type { ScriptedClient } from './scripts.js';
 import { Subscriptions } from './subscriptions.js';
+import { RedisThrottle } from './throttle.js';
 
 /** How long start() waits for Redis before going on not ready (it keeps reconnecting). */
 const START_WAIT_MS = 5_000;
@@ -59,6 +60,7 @@ export interface RedisEngineHooks {
 
 export class RedisEngine implements Engine {
   readonly kind = 'redis' as const;
+  readonly throttle = new RedisThrottle((f) => this.call(f));
   private readonly log: Logger;
   private backend: Backend | null = null;
   private subscriptions: Subscriptions | null = null;
@@ -271,22 +273,6 @@ export class RedisEngine implements Engine {
     const payload = JSON.stringify({ t: 'n', kind: notice.kind, name: notice.name, origin: notice.origin });
     const channel = groupKeys(notice.groupId).channel;
     await this.call((r) => (this.backend?.publishCommand === 'SPUBLISH' ? r.spublish(channel, payload) : r.publish(channel, payload)));
-  }
-
-  async authLocked(groupId: string, max: number): Promise<boolean> {
-    if (!isGroupId(groupId)) return false;
-    const v = await this.call((r) => r.get(groupKeys(groupId).authFailures));
-    return v !== null && Number(v) >= max;
-  }
-
-  async recordAuthFailure(groupId: string, windowSeconds: number): Promise<number> {
-    if (!isGroupId(groupId)) return 0;
-    return this.call((r) => r.chatAuthFailure(groupKeys(groupId).authFailures, Math.max(1, Math.ceil(windowSeconds))));
-  }
-
-  async authSucceeded(groupId: string): Promise<void> {
-    if (!isGroupId(groupId)) return;
-    await this.call((r) => r.chatAuthSuccess(groupKeys(groupId).authFailures));
   }
 
   async addMember(groupId: string, memberId: string, name: string): Promise<void> {

@@ -10,9 +10,9 @@ const lua = (name: string): string => readFileSync(new URL(`./scripts/${name}.lu
 const SCRIPTS = {
   chatCreateGroup: { file: 'create_group', keys: 1 },
   chatPublish: { file: 'publish', keys: 2 },
-  chatAuthFailure: { file: 'auth_failure', keys: 1 },
-  chatAuthSuccess: { file: 'auth_success', keys: 1 },
   chatSweepMembers: { file: 'sweep_members', keys: 1 },
+  chatBudgetHit: { file: 'budget_hit', keys: 1 },
+  chatAuthAttempt: { file: 'auth_attempt', keys: 1 },
 } as const;
 
 type Arg = string | number;
@@ -20,9 +20,9 @@ type Arg = string | number;
 export interface ScriptCommands {
   chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg, epoch: string): Promise<number>;
   chatPublish(meta: string, history: string, channel: string, limit: Arg, messageJson: string, publishCommand: 'PUBLISH' | 'SPUBLISH'): Promise<number>;
-  chatAuthFailure(counter: string, windowSeconds: Arg): Promise<number>;
-  chatAuthSuccess(counter: string): Promise<number>;
   chatSweepMembers(members: string, instance: string): Promise<string[]>;
+  chatBudgetHit(counter: string, windowMs: Arg): Promise<[number, number]>;
+  chatAuthAttempt(failures: string, now: Arg, windowMs: Arg, maxFailures: Arg, backoffAfter: Arg): Promise<number[]>;
 }
 
 /** One Redis server or a Redis Cluster: the engine issues the same single-slot commands on either. */

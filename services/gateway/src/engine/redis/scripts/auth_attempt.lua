@@ -1,0 +1,30 @@
+-- Before a password check from one address for one group: refuse while the
+-- address is locked out or inside its backoff, else count the attempt as a
+-- failure (taken back by auth_clear when the password was right). Atomic, so
+-- parallel guesses from one address cannot slip past the limit.
+-- KEYS[1] failures hash of (group, address): `n` failures, `t` last attempt (ms)
+-- ARGV[1] now (ms), ARGV[2] window (ms; failures forget after this long quiet),
+-- ARGV[3] max failures (0 = no lockout), ARGV[4] failures before backoff starts (0 = no backoff)
+-- Backoff after k failures (k >= ARGV[4]): 1 s · 2^(k - ARGV[4]), at most the window.
+-- Reply: {1, failures counted} or {0, retry after ms, 1 locked | 0 backoff}.
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+local after = tonumber(ARGV[4])
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+local t = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
+if max > 0 and n >= max then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then ttl = window end
+  return {0, ttl, 1}
+end
+if after > 0 and n >= after then
+  local wait = math.min(1000 * 2 ^ math.min(30, n - after), window)
+  if now < t + wait then
+    return {0, math.floor(t + wait - now), 0}
+  end
+end
+n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HSET', KEYS[1], 't', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], window)
+return {1, n}
