@@ -112,7 +112,7 @@ export class Calls {
     const key = `${rec.id}\0${mac}`;
     const shared: SharedCheck = { outcome: Promise.resolve('gone'), waiters: [ctx.gone] };
     shared.outcome = this.work
-      .submit({ address: ctx.address, suspectGroup: suspect ? rec.id : null, gone: () => shared.waiters.every((g) => g()) }, () =>
+      .submit({ address: ctx.address, kind: 'check', suspectGroup: suspect ? rec.id : null, gone: () => shared.waiters.every((g) => g()) }, () =>
         verifyPassword(password, rec.passwordHash),
       )
       .then((r): AuthOutcome => (r.ok ? (r.value ? 'ok' : 'wrong') : r.reason))
@@ -156,7 +156,7 @@ export class Calls {
     if (!(await this.withinBudget('create', ctx))) return this.refuse('create_budget', 'rate_limited', T.CREATE_BUDGET, ctx);
     // Before any scrypt: a full registry refuses at once.
     if (config.maxGroups > 0 && (await engine.countGroups()) >= config.maxGroups) return this.refuse('group_limit', 'group_limit', T.GROUP_LIMIT, ctx);
-    const hashed = await this.work.submit({ address: ctx.address, gone: ctx.gone }, () => hashPassword(password, config.scryptN));
+    const hashed = await this.work.submit({ address: ctx.address, kind: 'create', gone: ctx.gone }, () => hashPassword(password, config.scryptN));
     if (!hashed.ok) return hashed.reason === 'busy' ? this.refuse('busy', 'busy', T.BUSY, ctx) : { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
     // A client that left while its password was hashed gets no group: nothing is stored for nobody.
     if (ctx.gone()) return { ok: false, code: 'unavailable', message: T.UNAVAILABLE };

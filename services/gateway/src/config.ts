@@ -127,7 +127,7 @@ export function loadConfig(env: Env = process.env): Config {
     idleTimeoutSeconds: int(env, 'IDLE_TIMEOUT_SECONDS', 120, 8, 3600),
     menuTimeoutSeconds: int(env, 'MENU_TIMEOUT_SECONDS', 300, 1, 86_400),
     tokenTtlSeconds: int(env, 'TOKEN_TTL_SECONDS', 86_400, 60, 30 * 86_400),
-    tokenMaxAgeSeconds: int(env, 'TOKEN_MAX_AGE_SECONDS', 7 * 86_400, 60, 365 * 86_400),
+    tokenMaxAgeSeconds: int(env, 'TOKEN_MAX_AGE_SECONDS', 7 * 86_400, 1, 365 * 86_400),
     chatSecretPrevious: previous,
     chatSecretPreviousUntil: previous === null ? 0 : Date.now() + int(env, 'CHAT_SECRET_PREVIOUS_SECONDS', 86_400, 1, 365 * 86_400) * 1000,
     authMaxFailures: int(env, 'AUTH_MAX_FAILURES', 10, 0, 1_000_000),

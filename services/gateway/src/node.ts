@@ -233,7 +233,7 @@ export class ChatNode {
             await this.detach(c);
             break;
           case 'call':
-            next = { kind: 'result', result: await this.perform(c, e.call) };
+            next = { kind: 'result', result: this.overRate(c, e.call) ?? (await this.perform(c, e.call)) };
             break;
         }
       }
@@ -284,6 +284,21 @@ export class ChatNode {
       else this.log.warn({ conn: c.memberId, op: call.call }, 'engine unavailable');
       return { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
     }
+  }
+
+  /**
+   * Creates, joins and resumes share the connection's message bucket: a script looping on them
+   * gets `rate_limited`, and after a whole burst of refusals in a row is closed like a spammer.
+   */
+  private overRate(c: Client, call: Call): CallResult | null {
+    if (call.call !== 'create' && call.call !== 'join' && call.call !== 'resume') return null;
+    if (c.bucket.take()) {
+      c.rateStrikes = 0;
+      return null;
+    }
+    this.metrics.framesRejected.inc({ reason: 'rate_limited' });
+    if (++c.rateStrikes > this.config.rateLimitBurst) c.conn.end(CLOSE_POLICY, 'rate limit');
+    return { ok: false, code: 'rate_limited', message: T.RATE_LIMITED };
   }
 
   /** Store and fan out one chat message without holding up the connection's next input; ack when stored. */

@@ -4,16 +4,21 @@
 // - at most `concurrency` run at a time (libuv's thread pool, memory per hash);
 // - the queue is bounded in all and per client address; past a bound the
 //   answer is `busy` at once;
-// - addresses take turns (round robin), and an address holds at most
+// - addresses take turns: the next job comes from the address served least
+//   recently (one never served goes first), and an address holds at most
 //   concurrency − 1 slots, so one address can never make everyone else wait
-//   behind its whole backlog;
-// - checks from addresses that already failed for that group go after every
-//   address that has not, and run one at a time per group: guessing from many
-//   addresses is slowed, never refused, and a member with the right password
-//   is served next;
+//   behind its backlog: a newcomer waits for at most one running hash;
+// - password checks go before creates (a member getting back in matters more
+//   than a new group, and creates have a budget of their own); checks from
+//   addresses that already failed for that group go after everything else,
+//   one at a time per group: guessing from many addresses is slowed, never
+//   refused, and a member with the right password is served next;
 // - work whose client has gone is dropped before it runs.
 // Exempt addresses (an unforwarded loopback peer: tests, benchmarks) are not
 // bounded, only queued.
+
+/** Addresses whose last turn is remembered (the least recently served are forgotten first). */
+const MAX_REMEMBERED = 10_000;
 
 export interface WorkAddress {
   /** What fairness and bounds count under (the IPv4 address or the IPv6 /64). */
@@ -23,6 +28,8 @@ export interface WorkAddress {
 
 export interface JobOptions {
   address: WorkAddress;
+  /** A password check (join) or a hash for a new group (create). */
+  kind: 'check' | 'create';
   /** An unverified check by an address that failed for this group before: one at a time per group, after the others. */
   suspectGroup?: string | null;
   /** True once the client is gone: the job is dropped before it runs. */
@@ -47,11 +54,13 @@ export interface PasswordWorkLimits {
   maxPerAddress: number;
 }
 
+const rankOf = (o: JobOptions): number => (o.suspectGroup ? 2 : o.kind === 'check' ? 0 : 1);
+
 export class PasswordWork {
   private readonly queues = new Map<string, Job[]>();
-  /** Addresses with queued jobs, in turn order. */
-  private order: string[] = [];
-  private cursor = 0;
+  /** When each address last had a job started (a counter), least recent first; bounded. */
+  private readonly lastServed = new Map<string, number>();
+  private starts = 0;
   private readonly runningByAddress = new Map<string, number>();
   private readonly suspectRunning = new Set<string>();
   private running = 0;
@@ -78,10 +87,7 @@ export class PasswordWork {
     return new Promise<WorkResult<T>>((resolve, reject) => {
       const job: Job = { opts, run, done: resolve as (r: WorkResult<unknown>) => void, fail: reject };
       let q = this.queues.get(key);
-      if (!q) {
-        this.queues.set(key, (q = []));
-        this.order.push(key);
-      }
+      if (!q) this.queues.set(key, (q = []));
       q.push(job);
       this.queued++;
       this.onQueueLength(this.queued);
@@ -109,16 +115,8 @@ export class PasswordWork {
   }
 
   private setQueue(key: string, q: Job[]): void {
-    if (q.length > 0) {
-      this.queues.set(key, q);
-      return;
-    }
-    this.queues.delete(key);
-    const i = this.order.indexOf(key);
-    if (i >= 0) {
-      this.order.splice(i, 1);
-      if (this.cursor > i) this.cursor--;
-    }
+    if (q.length > 0) this.queues.set(key, q);
+    else this.queues.delete(key);
   }
 
   private eligible(job: Job): boolean {
@@ -128,26 +126,27 @@ export class PasswordWork {
     return !(g && this.suspectRunning.has(g));
   }
 
-  /** The next job to run: addresses in turn, unsuspected checks before suspected ones. */
+  /** The next job to run: checks, then creates, then suspects' checks; within each, the address served least recently. */
   private pick(): Job | null {
-    for (const pass of [false, true]) {
-      const n = this.order.length;
-      for (let i = 0; i < n; i++) {
-        const idx = (this.cursor + i) % n;
-        const key = this.order[idx] as string;
-        const q = this.queues.get(key) as Job[];
+    for (const rank of [0, 1, 2]) {
+      let best: { key: string; served: number } | null = null;
+      for (const [key, q] of this.queues) {
         // Gone clients' jobs at the head are dropped here, before they cost anything.
         while (q.length > 0 && (q[0] as Job).opts.gone()) {
           (q.shift() as Job).done({ ok: false, reason: 'gone' });
           this.queued--;
         }
         const head = q[0];
-        if (!head) continue;
-        if (Boolean(head.opts.suspectGroup) !== pass || !this.eligible(head)) continue;
-        q.shift();
+        if (!head || rankOf(head.opts) !== rank || !this.eligible(head)) continue;
+        const served = this.lastServed.get(key) ?? -1;
+        if (best === null || served < best.served) best = { key, served };
+      }
+      if (best) {
         this.queued--;
-        this.cursor = idx + 1;
-        return head;
+        this.lastServed.delete(best.key);
+        this.lastServed.set(best.key, this.starts++);
+        if (this.lastServed.size > MAX_REMEMBERED) this.lastServed.delete(this.lastServed.keys().next().value as string);
+        return (this.queues.get(best.key) as Job[]).shift() as Job;
       }
     }
     return null;
@@ -156,7 +155,7 @@ export class PasswordWork {
   private pump(): void {
     while (this.running < this.limits.concurrency) {
       const job = this.pick();
-      // Addresses whose queues the pick emptied leave the turn order.
+      // Addresses whose queues the pick emptied are forgotten (their last turn is kept).
       for (const [k, q] of [...this.queues]) if (q.length === 0) this.setQueue(k, q);
       this.onQueueLength(this.queued);
       if (!job) return;
