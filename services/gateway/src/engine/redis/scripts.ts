@@ -13,16 +13,36 @@ const SCRIPTS = {
   chatAuthFailure: { file: 'auth_failure', keys: 1 },
   chatAuthSuccess: { file: 'auth_success', keys: 1 },
   chatSweepMembers: { file: 'sweep_members', keys: 1 },
+  // Bounded growth: the group index, activity, retention.
+  chatReserveGroup: { file: 'reserve_group', keys: 1 },
+  chatTouchGroup: { file: 'touch_group', keys: 1 },
+  chatRemoveIdle: { file: 'remove_idle', keys: 5 },
 } as const;
 
 type Arg = string | number;
 
 export interface ScriptCommands {
-  chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg, epoch: string): Promise<number>;
-  chatPublish(meta: string, history: string, channel: string, limit: Arg, messageJson: string, publishCommand: 'PUBLISH' | 'SPUBLISH'): Promise<number>;
+  chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg, epoch: string, now: Arg): Promise<number>;
+  chatPublish(
+    meta: string,
+    history: string,
+    channel: string,
+    limit: Arg,
+    messageJson: string,
+    publishCommand: 'PUBLISH' | 'SPUBLISH',
+    now: Arg,
+    maxBytes: Arg,
+    textBytes: Arg,
+  ): Promise<number>;
   chatAuthFailure(counter: string, windowSeconds: Arg): Promise<number>;
   chatAuthSuccess(counter: string): Promise<number>;
   chatSweepMembers(members: string, instance: string): Promise<string[]>;
+  /** 1 added to the index, 0 the ceiling is reached, 2 the ID is already there (taken). */
+  chatReserveGroup(index: string, id: string, now: Arg, maxGroups: Arg): Promise<number>;
+  /** 1 the group exists (its `la` is now at least `now`), 0 it does not. */
+  chatTouchGroup(meta: string, now: Arg): Promise<number>;
+  /** [1, activity] kept (idle for less than retention, or a member online), [0] removed now, [-1] no such group. */
+  chatRemoveIdle(meta: string, history: string, members: string, authFailures: string, owned: string, now: Arg, retentionMs: Arg, prefix: string): Promise<number[]>;
 }
 
 /** One Redis server or a Redis Cluster: the engine issues the same single-slot commands on either. */
