@@ -369,6 +369,9 @@ export class MemoryEngine implements Engine {
     const m = this.presence.get(groupId);
     m?.delete(memberId);
     if (m?.size === 0) this.presence.delete(groupId);
+    // Leaving is activity: retention counts a group's idleness from its last member's leaving too.
+    const g = this.groups.get(groupId);
+    if (g && this.up) await this.active(g, this.now()).catch(() => undefined);
   }
 
   async members(groupId: string): Promise<string[]> {

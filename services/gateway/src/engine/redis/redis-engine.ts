@@ -349,7 +349,7 @@ export class RedisEngine implements Engine {
   }
 
   /**
-   * Candidates are the index entries scored older than the retention period; each is re-checked
+   * Candidates are the index entries scored at least the retention period ago; each is re-checked
    * and, if idle, removed by remove_idle.lua in the group's own slot, so concurrent sweeps on other
    * nodes remove a group once. An entry whose group is active is re-scored with its real activity.
    */
@@ -359,22 +359,24 @@ export class RedisEngine implements Engine {
     const removed: string[] = [];
     const now = this.now();
     for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-      const ids = await this.call((r) => r.zrangebyscore(GROUP_INDEX, '-inf', `(${now - retentionMs}`, 'LIMIT', 0, SWEEP_BATCH));
-      const rescored = await Promise.all(ids.map((id) => this.sweepOne(id, now, retentionMs, removed)));
+      const flat = await this.call((r) => r.zrangebyscore(GROUP_INDEX, '-inf', now - retentionMs, 'WITHSCORES', 'LIMIT', 0, SWEEP_BATCH));
+      const ids: Array<[string, string]> = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) ids.push([flat[i] as string, flat[i + 1] as string]);
+      const rescored = await Promise.all(ids.map(([id, score]) => this.sweepOne(id, score, now, retentionMs, removed)));
       // Stop once a batch changed nothing in the index's low end (every candidate is still there).
       if (ids.length < SWEEP_BATCH || rescored.every((kept) => kept === 'unchanged')) break;
     }
     return removed;
   }
 
-  private async sweepOne(id: string, now: number, retentionMs: number, removed: string[]): Promise<'changed' | 'unchanged'> {
+  private async sweepOne(id: string, score: string, now: number, retentionMs: number, removed: string[]): Promise<'changed' | 'unchanged'> {
     if (!isGroupId(id)) {
       await this.call((r) => r.zrem(GROUP_INDEX, id));
       return 'changed';
     }
     const k = groupKeys(id);
     const [state, activity] = await this.call((r) =>
-      r.chatRemoveIdle(k.meta, k.history, k.members, k.authFailures, k.owned, now, retentionMs, groupKeyPrefix(id)),
+      r.chatRemoveIdle(k.meta, k.history, k.members, k.authFailures, k.owned, now, retentionMs, groupKeyPrefix(id), score),
     );
     if (state === 1) {
       // Only raise the score (GT), and never re-add an entry another node just removed (XX).
@@ -461,6 +463,9 @@ export class RedisEngine implements Engine {
     } catch (e) {
       throw toEngineError(e);
     }
+    // Leaving is activity: retention counts a group's idleness from its last member's leaving too.
+    // Best effort (fails fast while Redis is down; the sweep then counts from the last join or message).
+    await this.touchGroup(groupId).catch(() => undefined);
   }
 
   async members(groupId: string): Promise<string[]> {

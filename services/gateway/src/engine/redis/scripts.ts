@@ -42,7 +42,7 @@ export interface ScriptCommands {
   /** 1 the group exists (its `la` is now at least `now`), 0 it does not. */
   chatTouchGroup(meta: string, now: Arg): Promise<number>;
   /** [1, activity] kept (idle for less than retention, or a member online), [0] removed now, [-1] no such group. */
-  chatRemoveIdle(meta: string, history: string, members: string, authFailures: string, owned: string, now: Arg, retentionMs: Arg, prefix: string): Promise<number[]>;
+  chatRemoveIdle(meta: string, history: string, members: string, authFailures: string, owned: string, now: Arg, retentionMs: Arg, prefix: string, indexScore: Arg): Promise<number[]>;
 }
 
 /** One Redis server or a Redis Cluster: the engine issues the same single-slot commands on either. */

@@ -8,5 +8,5 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-redis.call('HSET', KEYS[1], 'h', ARGV[1], 'c', ARGV[2], 'at', ARGV[3], 'ep', ARGV[4], 'seq', 0, 'la', ARGV[5])
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'c', ARGV[2], 'at', ARGV[3], 'ep', ARGV[4], 'seq', 0, 'la', ARGV[5], 'hb', 0)
 return 1

@@ -42,30 +42,32 @@ end
 -- XADD first: scripts do not roll back, so nothing is bumped if the append fails.
 if maxBytes <= 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'm', ARGV[3], 'n', ARGV[7])
-  redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5])
   -- A running byte total would go stale while the bound is off: count again when it is back.
   redis.call('HDEL', KEYS[1], 'hb')
 else
-  local hb = tonumber(redis.call('HGET', KEYS[1], 'hb') or '')
-  if hb == nil then
-    hb = 0
-    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do hb = hb + entryBytes(e[2]) end
-  end
+  -- The running total of text bytes kept; a history from before it (or from while the bound was
+  -- off) is counted once, here.
+  local counted = redis.call('HEXISTS', KEYS[1], 'hb') == 1
   redis.call('XADD', KEYS[2], seq .. '-0', 'm', ARGV[3], 'n', ARGV[7])
-  hb = hb + tonumber(ARGV[7])
+  local add = tonumber(ARGV[7])
+  if not counted then
+    add = 0
+    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do add = add + entryBytes(e[2]) end
+  end
+  local hb = redis.call('HINCRBY', KEYS[1], 'hb', add)
   local len = redis.call('XLEN', KEYS[2])
   local over = len - limit
   if over > 0 or hb > maxBytes then
     -- Walk from the oldest; the first entry to keep becomes the stream's new minimum ID.
-    local dropped, keep, start = 0, nil, '-'
+    local dropped, freed, keep, start = 0, 0, nil, '-'
     while keep == nil do
       local rows = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 64)
       for _, e in ipairs(rows) do
-        if len - dropped <= 1 or (dropped >= over and hb <= maxBytes) then
+        if len - dropped <= 1 or (dropped >= over and hb - freed <= maxBytes) then
           keep = e[1]
           break
         end
-        hb = hb - entryBytes(e[2])
+        freed = freed + entryBytes(e[2])
         dropped = dropped + 1
       end
       if keep == nil then
@@ -73,10 +75,13 @@ else
         start = '(' .. rows[#rows][1]
       end
     end
-    if keep then redis.call('XTRIM', KEYS[2], 'MINID', keep) end
+    if keep then
+      redis.call('XTRIM', KEYS[2], 'MINID', keep)
+      redis.call('HINCRBY', KEYS[1], 'hb', -freed)
+    end
   end
-  redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5], 'hb', hb)
 end
+redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5])
 
 local pub = 'PUBLISH'
 if ARGV[4] == 'SPUBLISH' then pub = 'SPUBLISH' end
