@@ -110,6 +110,7 @@ for (const engine of ENGINES) {
         const stored = async (): Promise<number> => (redis ? Number(/used_memory:(\d+)/.exec(await redis.admin.info('memory'))?.[1]) : statSync(journal).size);
         const storedBefore = await stored();
         const rssBefore = await metric(gw, 'process_resident_memory_bytes');
+        const heapBefore = await metric(gw, 'nodejs_heap_size_used_bytes');
 
         // Ten members at a time, each creating a group and sending its messages four in flight.
         const groups: string[] = [];
@@ -132,6 +133,7 @@ for (const engine of ENGINES) {
         }
         const storedAfter = await stored();
         const rssAfter = await metric(gw, 'process_resident_memory_bytes');
+        const heapAfter = await metric(gw, 'nodejs_heap_size_used_bytes');
 
         // Every group keeps exactly what fits: the newest 8 messages (64,000 bytes), seqs unchanged.
         const reader = await JsonChat.open(gw);
@@ -153,7 +155,7 @@ for (const engine of ENGINES) {
         const bound = GROUPS * MAX_BYTES;
         const grew = storedAfter - storedBefore;
         t.diagnostic(
-          `${engine}: sent ${mib(sent)} of text; bound ${mib(bound)}; ${redis ? 'Redis used_memory' : 'journal'} +${mib(grew)} (${mib(storedAfter)}); RSS ${mib(rssBefore)} → ${mib(rssAfter)} (+${mib(rssAfter - rssBefore)})`,
+          `${engine}: sent ${mib(sent)} of text; bound ${mib(bound)}; ${redis ? 'Redis used_memory' : 'journal'} +${mib(grew)} (${mib(storedAfter)}); RSS ${mib(rssBefore)} → ${mib(rssAfter)} (+${mib(rssAfter - rssBefore)}); heap used ${mib(heapBefore)} → ${mib(heapAfter)} (RSS and heap include the traffic's garbage not yet collected)`,
         );
         // The journal is rewritten once it doubles (≥ 1 MiB): at most about twice what is kept, plus 1 MiB.
         // Redis keeps the text once, in the streams, plus per-entry overhead.

@@ -299,10 +299,16 @@ export class RedisEngine implements Engine {
         const now = this.now();
         const reserved = await r.chatReserveGroup(GROUP_INDEX, id, now, max);
         if (reserved === 0) throw new GroupLimitError();
-        // If this fails after the reservation, the index keeps an entry without a group: the
-        // sweeper drops it (a group that exists must never be missing from the index).
-        if (reserved === 1 && (await r.chatCreateGroup(groupKeys(id).meta, rec.passwordHash, rec.creator, rec.createdAt, epoch, now)) === 1)
-          return { id, ...rec, epoch };
+        if (reserved === 1) {
+          const meta = groupKeys(id).meta;
+          const stored = await r.chatCreateGroup(meta, rec.passwordHash, rec.creator, rec.createdAt, epoch, now).catch(async (e: unknown) => {
+            // Take the reservation back only where the group is known not to exist (a group must never
+            // be missing from the index); otherwise the sweeper drops an entry without a group.
+            if ((await r.exists(meta).catch(() => 1)) === 0) await r.zrem(GROUP_INDEX, id).catch(() => undefined);
+            throw e;
+          });
+          if (stored === 1) return { id, ...rec, epoch };
+        }
         if (attempt === 0) this.log.warn({ groupId: id }, 'group ID already taken (ID counter behind the registry): taking the next');
       }
       throw new Error('could not allocate a group ID');
