@@ -341,6 +341,16 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       assert.equal(await e.latestSeq(g), 17);
     });
 
+    test('one large message drops many small ones at once', async () => {
+      const e = await track(h.fresh({ limit: 500, maxBytes: 100 }));
+      const g = (await e.createGroup(rec('ann'))).id;
+      for (let i = 0; i < 150; i++) await e.publish(g, msg('ann', 'a'));
+      const seqs = async (): Promise<number[]> => (await e.history(g, { limit: 1000 })).map((m) => m.seq);
+      assert.deepEqual(await seqs(), Array.from({ length: 100 }, (_, i) => 51 + i));
+      await e.publish(g, msg('ann', 'b'.repeat(90)));
+      assert.deepEqual(await seqs(), [...Array.from({ length: 10 }, (_, i) => 141 + i), 151], '90 small ones make room');
+    });
+
     test('epochs are stable over restarts; a group recreated on reset data gets another', async () => {
       let e = await track(h.fresh());
       const made = await e.createGroup(rec('ann'));

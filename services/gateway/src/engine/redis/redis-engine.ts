@@ -385,8 +385,8 @@ export class RedisEngine implements Engine {
       r.chatRemoveIdle(k.meta, k.history, k.members, k.authFailures, k.owned, now, retentionMs, groupKeyPrefix(id), score),
     );
     if (state === 1) {
-      // Only raise the score (GT), and never re-add an entry another node just removed (XX).
-      const changed = await this.call((r) => r.zadd(GROUP_INDEX, 'XX', 'GT', 'CH', Number(activity), id));
+      // Never re-add an entry another node just removed (XX). (A stale score only makes another candidate check.)
+      const changed = await this.call((r) => r.zadd(GROUP_INDEX, 'XX', 'CH', Number(activity), id));
       return changed > 0 ? 'changed' : 'unchanged';
     }
     await this.call((r) => r.zrem(GROUP_INDEX, id));

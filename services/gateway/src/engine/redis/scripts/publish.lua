@@ -58,25 +58,28 @@ else
   local len = redis.call('XLEN', KEYS[2])
   local over = len - limit
   if over > 0 or hb > maxBytes then
-    -- Walk from the oldest; the first entry to keep becomes the stream's new minimum ID.
-    local dropped, freed, keep, start = 0, 0, nil, '-'
-    while keep == nil do
+    -- Walk from the oldest, counting what must go; then one exact trim to the length that stays
+    -- (XTRIM MAXLEN: Redis 5 and later).
+    local dropped, freed, done, start = 0, 0, false, '-'
+    while not done do
       local rows = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 64)
       for _, e in ipairs(rows) do
         if len - dropped <= 1 or (dropped >= over and hb - freed <= maxBytes) then
-          keep = e[1]
+          done = true
           break
         end
         freed = freed + entryBytes(e[2])
         dropped = dropped + 1
       end
-      if keep == nil then
+      if not done then
         if #rows < 64 then break end
-        start = '(' .. rows[#rows][1]
+        -- The next possible ID after the last row (exclusive ranges need Redis 6.2).
+        local ms, n = string.match(rows[#rows][1], '^(%d+)%-(%d+)$')
+        start = ms .. '-' .. string.format('%d', tonumber(n) + 1)
       end
     end
-    if keep then
-      redis.call('XTRIM', KEYS[2], 'MINID', keep)
+    if dropped > 0 then
+      redis.call('XTRIM', KEYS[2], 'MAXLEN', len - dropped)
       redis.call('HINCRBY', KEYS[1], 'hb', -freed)
     end
   end
