@@ -198,7 +198,11 @@ export class Calls {
         return { ok: false, code: 'wrong_password', message: T.WRONG_PASSWORD };
       }
     }
-    await engine.touchGroup(rec.id);
+    // Activity for retention; a group removed by a sweep since it was looked up is gone now.
+    if (!(await engine.touchGroup(rec.id))) {
+      this.metrics.joins.inc({ result: 'unknown_group' });
+      return { ok: false, code: 'unknown_group', message: T.WRONG_ID };
+    }
     this.metrics.joins.inc({ result: 'ok' });
     this.log.info({ conn: ctx.memberId, groupId: rec.id, name }, '[NEW MEMBER]');
     return { ok: true, groupId: rec.id, name, token: this.token(rec, name, Date.now()), seq: await engine.latestSeq(rec.id) };
@@ -240,11 +244,11 @@ export class Calls {
   private async resume(ctx: CallContext, token: string): Promise<CallResult> {
     const claims = verifyToken(this.secrets(), token);
     const found = claims ? await this.tokenGroup(claims) : null;
-    if (!claims || !found || Date.now() - found.authAt > this.config.tokenMaxAgeSeconds * 1000) {
+    const fresh = found !== null && Date.now() - found.authAt <= this.config.tokenMaxAgeSeconds * 1000;
+    if (!claims || !found || !fresh || !(await this.engine.touchGroup(found.rec.id))) {
       this.log.info({ conn: ctx.memberId, remote: ctx.address.ip }, '[TOKEN REFUSED]');
       return { ok: false, code: 'invalid_token', message: T.INVALID_TOKEN };
     }
-    await this.engine.touchGroup(found.rec.id);
     this.metrics.joins.inc({ result: 'ok' });
     this.log.info({ conn: ctx.memberId, groupId: claims.groupId, name: claims.name }, '[RESUMED]');
     return {

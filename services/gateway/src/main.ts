@@ -11,9 +11,17 @@ import { UwsTransport, assertNativeUws } from './transport/uws.js';
 async function createEngine(config: Config, log: Logger, metrics: Metrics): Promise<Engine> {
   if (config.redisUrl || config.redisClusterNodes) {
     const { RedisEngine } = await import('./engine/redis/redis-engine.js');
-    return new RedisEngine(config, log, { onReconnect: () => metrics.redisReconnects.inc() });
+    return new RedisEngine(config, log, { onReconnect: () => metrics.redisReconnects.inc(), onGroupRemoved: () => metrics.groupsRemoved.inc() });
   }
-  return new MemoryEngine({ dataDir: config.dataDir, historyLimit: config.historyLimit });
+  return new MemoryEngine({
+    dataDir: config.dataDir,
+    historyLimit: config.historyLimit,
+    maxGroups: config.maxGroups,
+    retentionSeconds: config.groupRetentionSeconds,
+    historyMaxBytes: config.historyMaxBytes,
+    onGroupRemoved: () => metrics.groupsRemoved.inc(),
+    log,
+  });
 }
 
 async function main(): Promise<void> {

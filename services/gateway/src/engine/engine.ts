@@ -22,6 +22,34 @@ export interface GroupRecord {
   epoch: string;
 }
 
+/**
+ * Bounded growth, the same in both engines (MAX_GROUPS, GROUP_RETENTION_SECONDS, HISTORY_MAX_BYTES;
+ * 0 turns each off).
+ */
+export interface GrowthOptions {
+  /** Ceiling on groups that exist at once: createGroup throws GroupLimitError at it. 0 = none. */
+  maxGroups?: number;
+  /**
+   * A group with no member online and no message or join (touchGroup) for this long is removed with
+   * everything it owns; its ID is never reused. 0 = keep forever.
+   */
+  retentionSeconds?: number;
+  /** UTF-8 bytes of message text kept per group (besides the count limit); the newest message is always kept. 0 = count only. */
+  historyMaxBytes?: number;
+  /** Called once per group this engine removed (for chat_groups_removed_total). */
+  onGroupRemoved?: (groupId: string) => void;
+  /** The engine's clock (ms since epoch) for activity and retention; Date.now unless a test drives time. */
+  clock?: () => number;
+  /** How often the retention sweeper runs; default sweepInterval(retention). */
+  sweepIntervalMs?: number;
+}
+
+/** The retention sweeper's period: a quarter of the retention period, between 250 ms and one minute. */
+export const sweepInterval = (retentionSeconds: number): number => Math.min(60_000, Math.max(250, Math.floor((retentionSeconds * 1000) / 4)));
+
+/** What HISTORY_MAX_BYTES counts for one message: its text's UTF-8 bytes. */
+export const textBytes = (text: string): number => Buffer.byteLength(text, 'utf8');
+
 /** The ceiling on groups (MAX_GROUPS) is reached: nothing was created. */
 export class GroupLimitError extends Error {
   constructor() {
@@ -91,8 +119,17 @@ export interface Engine {
   getGroup(id: string): Promise<GroupRecord | null>;
   /** Groups that exist now (for the ceiling). */
   countGroups(): Promise<number>;
-  /** A join or resume: the group is active (retention counts idleness from its last message or join). */
-  touchGroup(id: string): Promise<void>;
+  /**
+   * A join or resume: the group is active (retention counts idleness from its last message or join).
+   * False when the group does not exist (any more): the caller should not let the client in.
+   */
+  touchGroup(id: string): Promise<boolean>;
+  /**
+   * Remove, now, every group idle past the retention period (the engine also runs this on a timer
+   * every sweepInterval). Returns the IDs this call removed; concurrent sweeps (other nodes) never
+   * remove one group twice.
+   */
+  sweepIdle(): Promise<string[]>;
 
   /** Atomically: next seq, append to bounded history, deliver to subscribers. */
   publish(groupId: string, msg: NewMessage): Promise<StoredMessage>;

@@ -26,6 +26,10 @@ export class Journal<R> {
   /** The latest flush loop, for close() to wait on. */
   private flushing: Promise<void> = Promise.resolve();
   private snapshot: (() => R[]) | null = null;
+  /** Callers waiting for the pending snapshot to be written. */
+  private snapshotWaiters: Waiter[] = [];
+  /** The file's size right after the last compaction (0 before any). */
+  private compactedSize = 0;
   readonly path: string;
 
   constructor(
@@ -72,10 +76,26 @@ export class Journal<R> {
     });
   }
 
-  /** Replace the file with `snapshot()` at the next flush (it must include everything queued so far). */
-  compact(snapshot: () => R[]): void {
+  /**
+   * Replace the file with `snapshot()` at the next flush (it must include everything queued so far).
+   * Resolves once that snapshot is on disk; a caller need not wait (a failure is then only dropped).
+   */
+  compact(snapshot: () => R[]): Promise<void> {
     this.snapshot = snapshot;
+    const done = new Promise<void>((resolve, reject) => this.snapshotWaiters.push({ resolve, reject }));
+    done.catch(() => undefined);
     this.kick();
+    return done;
+  }
+
+  /** Bytes of whole records in the file now. */
+  get bytes(): number {
+    return this.size;
+  }
+
+  /** The file's size right after the last compaction: with `bytes`, how much it grew since. */
+  get bytesAtCompaction(): number {
+    return this.compactedSize;
   }
 
   private kick(): void {
@@ -92,9 +112,10 @@ export class Journal<R> {
         // to their state (their continuations are microtasks), or the snapshot would miss them.
         if (snap) await new Promise<void>((r) => setImmediate(r));
         const chunk = this.queue.join('');
-        const waiters = this.waiters;
+        const waiters = snap ? [...this.waiters, ...this.snapshotWaiters] : this.waiters;
         this.queue = [];
         this.waiters = [];
+        if (snap) this.snapshotWaiters = [];
         this.snapshot = null;
         try {
           // Records still queued are not in the caller's state yet: they follow the snapshot.
@@ -132,7 +153,7 @@ export class Journal<R> {
       await fh.close();
     }
     await rename(tmp, this.path);
-    this.size = Buffer.byteLength(content);
+    this.size = this.compactedSize = Buffer.byteLength(content);
     const old = this.fh;
     this.fh = await open(this.path, 'a');
     await old?.close();

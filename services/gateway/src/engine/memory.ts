@@ -1,11 +1,23 @@
 // The embedded single-node engine: state in memory, durability in a journal
 // under DATA_DIR, replayed at start. Used when REDIS_URL is unset.
+//
+// Growth is bounded as on Redis: a ceiling on groups, history bounded in count
+// and in text bytes, and idle groups removed by a sweeper on a timer. The
+// journal keeps what a restart needs: each group's last activity (`a` on its
+// record, `a` records for joins, message timestamps), removals (`x`), and the
+// ID high-water mark (`n`, first in every compacted file) so a removed
+// group's ID is never handed out again.
+import type { Logger } from '../log.js';
 import {
   EngineUnavailableError,
+  GroupLimitError,
   newEpoch,
+  sweepInterval,
+  textBytes,
   type ChannelListener,
   type Engine,
   type GroupRecord,
+  type GrowthOptions,
   type HistoryQuery,
   type NewMessage,
   type Notice,
@@ -15,8 +27,15 @@ import { Journal } from './journal.js';
 import { MemoryThrottle } from './memory-throttle.js';
 
 type Rec =
-  | { t: 'g'; id: string; h: string; c: string; at: number; ep?: string }
-  | { t: 'm'; g: string; s: number; f: string; x: string; ts: number };
+  /** A group; `a` its last activity (ms), absent in journals from before retention. */
+  | { t: 'g'; id: string; h: string; c: string; at: number; ep?: string; a?: number }
+  | { t: 'm'; g: string; s: number; f: string; x: string; ts: number }
+  /** A join or resume (activity), journalled at most once per ACTIVITY_GRAIN per group. */
+  | { t: 'a'; g: string; at: number }
+  /** A group removed (idle past retention). */
+  | { t: 'x'; g: string }
+  /** The next group ID: kept across removals and compactions. */
+  | { t: 'n'; n: number };
 
 interface Group {
   rec: GroupRecord;
@@ -25,18 +44,34 @@ interface Group {
   /** Highest seq handed out (ahead of `seq` while writes are in flight). */
   assigned: number;
   history: StoredMessage[];
+  /** UTF-8 bytes of the text in `history`. */
+  bytes: number;
+  /** Last message, join or sweep that saw a member online (engine clock, ms). */
+  active: number;
+  /** The latest activity the journal holds for this group. */
+  journalled: number;
 }
 
-export interface MemoryEngineOptions {
+export interface MemoryEngineOptions extends GrowthOptions {
   dataDir: string;
   historyLimit: number;
+  /** `[CHAT REMOVED]` lines. */
+  log?: Logger;
 }
+
+/** The journal is rewritten once it has grown by this much and by its own size since the last compaction. */
+const COMPACT_MIN_GROWTH = 1024 * 1024;
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
 function parseRec(v: unknown): Rec | null {
   if (typeof v !== 'object' || v === null) return null;
   const r = v as Record<string, unknown>;
   if (r['t'] === 'g' && typeof r['id'] === 'string' && typeof r['h'] === 'string') return r as Rec;
   if (r['t'] === 'm' && typeof r['g'] === 'string' && typeof r['s'] === 'number') return r as Rec;
+  if (r['t'] === 'a' && typeof r['g'] === 'string' && isNum(r['at'])) return r as Rec;
+  if (r['t'] === 'x' && typeof r['g'] === 'string') return r as Rec;
+  if (r['t'] === 'n' && isNum(r['n'])) return r as Rec;
   return null;
 }
 
@@ -50,23 +85,45 @@ export class MemoryEngine implements Engine {
   private journal: Journal<Rec>;
   private appendsSinceCompaction = 0;
   private up = false;
+  private sweeper: NodeJS.Timeout | null = null;
+  private sweeping: Promise<string[]> | null = null;
+  private readonly now: () => number;
+  private readonly retentionMs: number;
+  /** Activity within this of the journalled one is not journalled again (joins). */
+  private readonly activityGrain: number;
+  /** Set while replaying: a group record without an epoch or activity was upgraded. */
+  private upgraded = false;
   droppedBytesAtStart = 0;
 
   constructor(private readonly opts: MemoryEngineOptions) {
     this.journal = new Journal<Rec>(opts.dataDir);
+    this.now = opts.clock ?? Date.now;
+    this.retentionMs = Math.max(0, opts.retentionSeconds ?? 0) * 1000;
+    this.activityGrain = Math.min(60_000, Math.max(1000, Math.floor(this.retentionMs / 100)));
   }
 
   async start(): Promise<void> {
     const { records, droppedBytes } = await this.journal.replay(parseRec);
     this.droppedBytesAtStart = droppedBytes;
-    for (const r of records) this.apply(r);
-    // Start from a compact file: groups plus the history we still keep.
-    this.journal.compact(() => this.snapshot());
+    const replayedAt = this.now();
+    for (const r of records) this.apply(r, replayedAt);
+    // Start from a compact file: groups plus the history we still keep. Groups from before epochs
+    // or retention got an epoch and an activity time just now: wait until those are on disk, so
+    // the epoch (which resume tokens carry) is the same after the next restart.
+    const compacted = this.journal.compact(() => this.snapshot());
+    if (this.upgraded) await compacted;
     this.up = true;
+    if (this.retentionMs > 0) {
+      this.sweeper = setInterval(() => void this.sweepIdle().catch(() => undefined), this.opts.sweepIntervalMs ?? sweepInterval(this.retentionMs / 1000));
+      this.sweeper.unref();
+    }
   }
 
   async stop(): Promise<void> {
     this.up = false;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
+    await this.sweeping?.catch(() => undefined);
     await this.journal.close();
   }
 
@@ -74,29 +131,66 @@ export class MemoryEngine implements Engine {
     return this.up;
   }
 
-  private apply(r: Rec): void {
-    if (r.t === 'g') {
-      if (this.groups.has(r.id)) return;
-      // A group journalled before epochs gets one now (kept from the next compaction on).
-      this.groups.set(r.id, { rec: { id: r.id, passwordHash: r.h, creator: r.c, createdAt: r.at, epoch: r.ep ?? newEpoch() }, seq: 0, assigned: 0, history: [] });
-      this.nextId = Math.max(this.nextId, Number(r.id) + 1);
-      return;
+  private apply(r: Rec, replayedAt: number): void {
+    switch (r.t) {
+      case 'g': {
+        this.bumpNextId(r.id);
+        if (this.groups.has(r.id)) return;
+        // A group journalled before epochs gets one now, and one from before retention starts its
+        // period now; start() writes both to disk before the engine serves.
+        if (r.ep === undefined || !isNum(r.a)) this.upgraded = true;
+        const active = isNum(r.a) ? r.a : replayedAt;
+        const rec = { id: r.id, passwordHash: r.h, creator: r.c, createdAt: r.at, epoch: r.ep ?? newEpoch() };
+        this.groups.set(r.id, { rec, seq: 0, assigned: 0, history: [], bytes: 0, active, journalled: active });
+        return;
+      }
+      case 'm': {
+        const g = this.groups.get(r.g);
+        if (!g || r.s <= g.seq) return;
+        g.seq = g.assigned = r.s;
+        if (isNum(r.ts)) g.active = g.journalled = Math.max(g.active, r.ts);
+        this.push(g, { groupId: r.g, seq: r.s, from: r.f, text: r.x, ts: r.ts, origin: '' });
+        return;
+      }
+      case 'a': {
+        const g = this.groups.get(r.g);
+        if (g) g.active = g.journalled = Math.max(g.active, r.at);
+        return;
+      }
+      case 'x':
+        this.bumpNextId(r.g);
+        this.groups.delete(r.g);
+        return;
+      case 'n':
+        this.nextId = Math.max(this.nextId, Math.floor(r.n));
+        return;
     }
-    const g = this.groups.get(r.g);
-    if (!g || r.s <= g.seq) return;
-    g.seq = g.assigned = r.s;
-    this.push(g, { groupId: r.g, seq: r.s, from: r.f, text: r.x, ts: r.ts, origin: '' });
   }
 
+  private bumpNextId(id: string): void {
+    const n = Number(id);
+    if (Number.isSafeInteger(n)) this.nextId = Math.max(this.nextId, n + 1);
+  }
+
+  /** Append to history, then drop the oldest past HISTORY_LIMIT, or past HISTORY_MAX_BYTES while more than the newest remains. */
   private push(g: Group, m: StoredMessage): void {
     g.history.push(m);
-    if (g.history.length > this.opts.historyLimit) g.history.splice(0, g.history.length - this.opts.historyLimit);
+    g.bytes += textBytes(m.text);
+    const maxBytes = this.opts.historyMaxBytes ?? 0;
+    let drop = Math.max(0, g.history.length - this.opts.historyLimit);
+    for (let i = 0; i < drop; i++) g.bytes -= textBytes((g.history[i] as StoredMessage).text);
+    if (maxBytes > 0) {
+      while (g.bytes > maxBytes && g.history.length - drop > 1) g.bytes -= textBytes((g.history[drop++] as StoredMessage).text);
+    }
+    if (drop > 0) g.history.splice(0, drop);
   }
 
   private snapshot(): Rec[] {
-    const out: Rec[] = [];
+    // The ID high-water mark first: removed groups' IDs stay taken.
+    const out: Rec[] = [{ t: 'n', n: this.nextId }];
     for (const g of this.groups.values()) {
-      out.push({ t: 'g', id: g.rec.id, h: g.rec.passwordHash, c: g.rec.creator, at: g.rec.createdAt, ep: g.rec.epoch });
+      out.push({ t: 'g', id: g.rec.id, h: g.rec.passwordHash, c: g.rec.creator, at: g.rec.createdAt, ep: g.rec.epoch, a: g.active });
+      g.journalled = g.active;
       for (const m of g.history) out.push({ t: 'm', g: m.groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts });
     }
     this.appendsSinceCompaction = 0;
@@ -110,9 +204,15 @@ export class MemoryEngine implements Engine {
     } catch (e) {
       throw new EngineUnavailableError('journal write failed', { cause: e });
     }
-    // Bound the file: rewrite it once it holds several times what we keep.
-    if (++this.appendsSinceCompaction > Math.max(10_000, 4 * this.groups.size * (this.opts.historyLimit + 1)))
-      this.journal.compact(() => this.snapshot());
+    // Bound the file: rewrite it once it holds several times what we keep (in records, or in bytes:
+    // it doubled since the last rewrite, which held exactly what we kept then).
+    if (
+      ++this.appendsSinceCompaction > Math.max(10_000, 4 * this.groups.size * (this.opts.historyLimit + 1)) ||
+      this.journal.bytes - this.journal.bytesAtCompaction > Math.max(COMPACT_MIN_GROWTH, this.journal.bytesAtCompaction)
+    ) {
+      this.appendsSinceCompaction = 0;
+      void this.journal.compact(() => this.snapshot());
+    }
   }
 
   async hasGroups(): Promise<boolean> {
@@ -120,11 +220,16 @@ export class MemoryEngine implements Engine {
   }
 
   async createGroup(rec: Omit<GroupRecord, 'id' | 'epoch'>): Promise<GroupRecord> {
+    if (!this.up) throw new EngineUnavailableError('engine stopped');
+    // Counted synchronously with the insert below, so concurrent creates cannot pass the ceiling.
+    const max = this.opts.maxGroups ?? 0;
+    if (max > 0 && this.groups.size >= max) throw new GroupLimitError();
     const id = String(this.nextId++);
     const full: GroupRecord = { id, ...rec, epoch: newEpoch() };
-    this.groups.set(id, { rec: full, seq: 0, assigned: 0, history: [] });
+    const now = this.now();
+    this.groups.set(id, { rec: full, seq: 0, assigned: 0, history: [], bytes: 0, active: now, journalled: now });
     try {
-      await this.write({ t: 'g', id, h: rec.passwordHash, c: rec.creator, at: rec.createdAt, ep: full.epoch });
+      await this.write({ t: 'g', id, h: rec.passwordHash, c: rec.creator, at: rec.createdAt, ep: full.epoch, a: now });
     } catch (e) {
       this.groups.delete(id); // not durable, so it never existed (the ID is not reused)
       throw e;
@@ -140,14 +245,71 @@ export class MemoryEngine implements Engine {
     return this.groups.size;
   }
 
-  async touchGroup(_id: string): Promise<void> {}
+  async touchGroup(id: string): Promise<boolean> {
+    const g = this.groups.get(id);
+    if (!g) return false;
+    await this.active(g, this.now());
+    return true;
+  }
+
+  /** Mark a group active; journal it when the journal's idea of it is more than a grain old. */
+  private async active(g: Group, now: number): Promise<void> {
+    g.active = Math.max(g.active, now);
+    if (this.retentionMs === 0 || g.active - g.journalled < this.activityGrain) return;
+    g.journalled = g.active;
+    await this.write({ t: 'a', g: g.rec.id, at: g.active });
+  }
+
+  async sweepIdle(): Promise<string[]> {
+    if (this.retentionMs === 0 || !this.up) return [];
+    // One sweep at a time (the timer and a caller may overlap).
+    while (this.sweeping) await this.sweeping.catch(() => undefined);
+    const run = this.sweepOnce();
+    this.sweeping = run;
+    try {
+      return await run;
+    } finally {
+      this.sweeping = null;
+    }
+  }
+
+  private async sweepOnce(): Promise<string[]> {
+    const now = this.now();
+    const idle: Group[] = [];
+    const marks: Array<Promise<void>> = [];
+    for (const [id, g] of this.groups) {
+      // A member online (or a node subscribed for one on its way in) keeps the group active.
+      if (this.presence.has(id) || this.listeners.has(id)) marks.push(this.active(g, now).catch(() => undefined));
+      else if (now - g.active >= this.retentionMs) idle.push(g);
+    }
+    // Gone from every lookup at once: a join racing this sweep finds no group (touchGroup is false).
+    // (Throttle entries of a removed group expire by themselves; its ID is never reused.)
+    for (const g of idle) this.groups.delete(g.rec.id);
+    const written = await Promise.allSettled(idle.map((g) => this.write({ t: 'x', g: g.rec.id })));
+    await Promise.all(marks);
+    const removed: string[] = [];
+    written.forEach((w, i) => {
+      const g = idle[i] as Group;
+      if (w.status === 'rejected') {
+        // Not durable: keep it (it would come back at the next start anyway).
+        if (!this.groups.has(g.rec.id)) this.groups.set(g.rec.id, g);
+        return;
+      }
+      removed.push(g.rec.id);
+      this.opts.log?.info({ groupId: g.rec.id, idleSeconds: Math.floor((now - g.active) / 1000) }, '[CHAT REMOVED]');
+      this.opts.onGroupRemoved?.(g.rec.id);
+    });
+    return removed;
+  }
 
   async publish(groupId: string, msg: NewMessage): Promise<StoredMessage> {
     const g = this.groups.get(groupId);
     if (!g) throw new Error(`no group ${groupId}`);
+    g.active = Math.max(g.active, this.now());
     const m: StoredMessage = { groupId, seq: ++g.assigned, ...msg };
     // Journal writes complete in queue order, so deliveries below go out in seq order.
     await this.write({ t: 'm', g: groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts });
+    g.journalled = Math.max(g.journalled, m.ts);
     g.seq = m.seq;
     this.push(g, m);
     this.listeners.get(groupId)?.({ kind: 'message', message: m });
@@ -187,6 +349,9 @@ export class MemoryEngine implements Engine {
     const m = this.presence.get(groupId);
     m?.delete(memberId);
     if (m?.size === 0) this.presence.delete(groupId);
+    // Leaving is activity: retention counts a group's idleness from its last member's leaving too.
+    const g = this.groups.get(groupId);
+    if (g && this.up) await this.active(g, this.now()).catch(() => undefined);
   }
 
   async members(groupId: string): Promise<string[]> {

@@ -14,21 +14,52 @@ export const isGroupId = (id: string): boolean => GROUP_ID_RE.test(id);
 
 /** INCR: the next group ID is the reply minus one, so IDs start at "0". */
 export const ID_COUNTER = `${PREFIX}:ids`;
-/** Set once a group exists: the seed's "no chats available" rule, cluster-wide. */
+/**
+ * Before the group index: set once a group existed, never cleared. Read only until the index is
+ * built from the group keys (GROUP_INDEX_BUILT), then deleted.
+ */
 export const GROUPS_EXIST = `${PREFIX}:groups:exist`;
+/**
+ * Sorted set of every group that exists: member = group ID, score = its last activity known here
+ * (ms; the group hash's `la` may be newer, publish.lua updates only that). Its size is the count the
+ * ceiling (MAX_GROUPS) checks and "no chats available" reads; the retention sweeper takes its
+ * candidates from the low scores and re-checks each in the group's own slot.
+ */
+export const GROUP_INDEX = `${PREFIX}:groups:index`;
+/** Set once the index was built from the group keys found by SCAN (groups created before the index). */
+export const GROUP_INDEX_BUILT = `${PREFIX}:groups:indexed`;
+/** A group hash key (`chat:{g:<id>}`) → its ID, for the SCAN that builds the index. */
+export const metaKeyGroup = (key: string): string | null => /^chat:\{g:(0|[1-9][0-9]{0,15})\}$/.exec(key)?.[1] ?? null;
+/** SCAN pattern that finds group hash keys (filtered with metaKeyGroup). */
+export const META_KEY_PATTERN = `${PREFIX}:{g:*}`;
 /** Set of node instances that have registered presence and were not yet swept. */
 export const NODE_REGISTRY = `${PREFIX}:nodes`;
 
 export interface GroupKeys {
-  /** Hash: `h` password hash, `c` creator, `at` created-at (ms), `seq` latest message seq. */
+  /**
+   * Hash: `h` password hash, `c` creator, `at` created-at (ms), `ep` epoch, `seq` latest message seq,
+   * `la` last activity (ms: create, message, join, or a sweep that saw a member online), `hb` UTF-8
+   * bytes of text in the history stream (only while HISTORY_MAX_BYTES is on).
+   */
   meta: string;
-  /** Stream of messages, entry ID `<seq>-0`, field `m` = JSON {from, text, ts, origin}; capped at HISTORY_LIMIT. */
+  /**
+   * Stream of messages, entry ID `<seq>-0`, field `m` = JSON {from, text, ts, origin}, field `n` = the
+   * text's UTF-8 bytes; capped at HISTORY_LIMIT entries and HISTORY_MAX_BYTES of text.
+   */
   history: string;
   /** Hash: member ID → `<instance> <name>`. */
   members: string;
   /** Pub/sub channel: chat messages and join/leave notices. */
   channel: string;
+  /**
+   * Set of further key names this group owns (under its `{g:<id>}` tag, e.g. per-address throttle
+   * keys): deleted with the group when retention removes it.
+   */
+  owned: string;
 }
+
+/** Every key name of a group starts with this (its hash tag): the removal deletes only such names from `owned`. */
+export const groupKeyPrefix = (id: string): string => `${PREFIX}:{g:${id}}`;
 
 export function groupKeys(id: string): GroupKeys {
   if (!isGroupId(id)) throw new Error('invalid group id');
@@ -38,6 +69,7 @@ export function groupKeys(id: string): GroupKeys {
     history: `${base}:history`,
     members: `${base}:members`,
     channel: `${base}:ch`,
+    owned: `${base}:owned`,
   };
 }
 

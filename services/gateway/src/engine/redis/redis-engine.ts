@@ -14,7 +14,10 @@ import type { Config } from '../../config.js';
 import { createLogger, type Logger } from '../../log.js';
 import {
   EngineUnavailableError,
+  GroupLimitError,
   newEpoch,
+  sweepInterval,
+  textBytes,
   type ChannelListener,
   type Engine,
   type GroupRecord,
@@ -25,7 +28,17 @@ import {
 } from '../engine.js';
 import { openBackend, type Backend } from './connection.js';
 import { HealthCheck } from './health.js';
-import { groupKeys, GROUPS_EXIST, ID_COUNTER, isGroupId } from './keys.js';
+import {
+  GROUP_INDEX,
+  GROUP_INDEX_BUILT,
+  groupKeyPrefix,
+  groupKeys,
+  GROUPS_EXIST,
+  ID_COUNTER,
+  isGroupId,
+  META_KEY_PATTERN,
+  metaKeyGroup,
+} from './keys.js';
 import { parseStreamEntries, type StreamEntry } from './payloads.js';
 import { Presence } from './presence.js';
 import type { ScriptedClient } from './scripts.js';
@@ -36,6 +49,9 @@ import { RedisThrottle } from './throttle.js';
 const START_WAIT_MS = 5_000;
 /** Give up on an ID after this many taken ones in a row (the counter would have to be far behind). */
 const MAX_ID_ATTEMPTS = 100_000;
+/** Retention sweep: candidates read from the index per batch, and at most this many batches per tick. */
+const SWEEP_BATCH = 100;
+const SWEEP_MAX_BATCHES = 10;
 
 /** Replies that mean "Redis cannot serve right now", not "the request is wrong". */
 const TRANSIENT_REPLY = /^(LOADING|MISCONF|READONLY|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN|OOM|NOREPLICAS|NOSCRIPT|MOVED|ASK)\b/;
@@ -47,7 +63,7 @@ const TRANSIENT_REPLY = /^(LOADING|MISCONF|READONLY|MASTERDOWN|BUSY|TRYAGAIN|CLU
  * those must never reach a log.
  */
 function toEngineError(e: unknown): Error {
-  if (e instanceof EngineUnavailableError) return e;
+  if (e instanceof EngineUnavailableError || e instanceof GroupLimitError) return e;
   const message = e instanceof Error ? e.message : 'redis unavailable';
   if (e instanceof Error && e.name === 'ReplyError' && !TRANSIENT_REPLY.test(message)) return new Error(`redis: ${message}`);
   return new EngineUnavailableError(message);
@@ -56,6 +72,12 @@ function toEngineError(e: unknown): Error {
 export interface RedisEngineHooks {
   /** A connection came back after a loss (for chat_redis_reconnects_total). */
   onReconnect?: (conn: 'command' | 'subscriber') => void;
+  /** This node's sweeper removed an idle group (for chat_groups_removed_total); once per group cluster-wide. */
+  onGroupRemoved?: (groupId: string) => void;
+  /** Clock for activity and retention (ms); Date.now unless a test drives time. */
+  clock?: () => number;
+  /** Retention sweep period; default sweepInterval(GROUP_RETENTION_SECONDS), with ±20% jitter per node. */
+  sweepIntervalMs?: number;
 }
 
 export class RedisEngine implements Engine {
@@ -70,6 +92,12 @@ export class RedisEngine implements Engine {
   private upWaiters: Array<() => void> = [];
   private stopped = false;
   private readonly presence: Presence;
+  private readonly now: () => number;
+  private sweeper: NodeJS.Timeout | null = null;
+  private sweeping: Promise<string[]> | null = null;
+  /** This node knows the group index is complete (built from SCAN once, by some node). */
+  private indexed = false;
+  private indexing: Promise<void> | null = null;
 
   constructor(
     private readonly config: Config,
@@ -78,6 +106,7 @@ export class RedisEngine implements Engine {
   ) {
     if (!config.redisUrl && !config.redisClusterNodes) throw new Error('the Redis engine needs REDIS_URL or REDIS_CLUSTER_NODES');
     this.log = (log ?? createLogger(config.logLevel, config.nodeId)).child({ engine: 'redis' });
+    this.now = hooks.clock ?? Date.now;
     this.presence = new Presence({
       nodeId: config.nodeId,
       ttlMs: config.presenceTtlSeconds * 1000,
@@ -144,13 +173,38 @@ export class RedisEngine implements Engine {
     clearTimeout(timer);
     this.upWaiters = [];
     if (!up) this.log.warn({ waitedMs: START_WAIT_MS }, 'redis not reachable yet: starting not ready, still trying');
+    else await this.ensureIndexed().catch((e: unknown) => this.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'group index: build failed, retrying later'));
     this.presence.start();
     this.health.start();
+    this.startSweeper();
+  }
+
+  private startSweeper(): void {
+    if (this.config.groupRetentionSeconds <= 0) return;
+    const base = this.hooks.sweepIntervalMs ?? sweepInterval(this.config.groupRetentionSeconds);
+    // Jitter, so the nodes of a cluster do not all sweep at the same moment.
+    const next = (): void => {
+      this.sweeper = setTimeout(
+        () => {
+          void this.sweepIdle()
+            .catch((e: unknown) => this.log.debug({ err: e instanceof Error ? e.message : String(e) }, 'retention sweep failed'))
+            .finally(() => {
+              if (!this.stopped) next();
+            });
+        },
+        Math.round(base * (0.8 + 0.4 * Math.random())),
+      );
+      this.sweeper.unref();
+    };
+    next();
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.sweeper) clearTimeout(this.sweeper);
+    this.sweeper = null;
+    await this.sweeping?.catch(() => undefined);
     this.health.stop();
     await this.presence.stop();
     await this.subscriptions?.stop();
@@ -192,18 +246,70 @@ export class RedisEngine implements Engine {
   }
 
   async hasGroups(): Promise<boolean> {
-    return this.call(async (r) => (await r.exists(GROUPS_EXIST)) === 1);
+    return this.call(async (r) => {
+      if ((await r.zcard(GROUP_INDEX)) > 0) return true;
+      if (this.indexed) return false;
+      // Until some node has built the index, the old one-way flag still says whether groups exist.
+      const [flag, built] = await Promise.all([r.exists(GROUPS_EXIST), r.exists(GROUP_INDEX_BUILT)]);
+      if (built === 1) this.indexed = true;
+      return flag === 1 && built === 0;
+    });
+  }
+
+  /**
+   * Groups created before the index: enter every group hash found by SCAN on every master (once per
+   * Redis, marked by GROUP_INDEX_BUILT). Idempotent (ZADD NX), so several nodes starting together
+   * may all do it. Their retention period starts now.
+   */
+  private ensureIndexed(): Promise<void> {
+    if (this.indexed) return Promise.resolve();
+    this.indexing ??= this.call(async (r) => {
+      if ((await r.exists(GROUP_INDEX_BUILT)) === 1) return;
+      const now = this.now();
+      let found = 0;
+      for (const conn of this.backend?.commandConnections() ?? []) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await conn.scan(cursor, 'MATCH', META_KEY_PATTERN, 'COUNT', 1000, 'TYPE', 'hash');
+          cursor = next;
+          const ids = keys.map(metaKeyGroup).filter((id): id is string => id !== null);
+          if (ids.length > 0) found += await r.zadd(GROUP_INDEX, 'NX', ...ids.flatMap((id) => [now, id]));
+        } while (cursor !== '0');
+      }
+      await r.set(GROUP_INDEX_BUILT, String(now));
+      await r.del(GROUPS_EXIST);
+      this.log.info({ added: found }, '[GROUP INDEX BUILT]');
+    })
+      .then(() => {
+        this.indexed = true;
+      })
+      .finally(() => {
+        this.indexing = null;
+      });
+    return this.indexing;
   }
 
   async createGroup(rec: Omit<GroupRecord, 'id' | 'epoch'>): Promise<GroupRecord> {
     const epoch = newEpoch();
+    const max = this.config.maxGroups;
+    await this.ensureIndexed();
     return this.call(async (r) => {
+      // Cheap early refusal that burns no ID; the reservation below is the exact check.
+      if (max > 0 && (await r.zcard(GROUP_INDEX)) >= max) throw new GroupLimitError();
       for (let attempt = 0; attempt < MAX_ID_ATTEMPTS; attempt++) {
         const id = String((await r.incr(ID_COUNTER)) - 1);
-        const stored = await r.chatCreateGroup(groupKeys(id).meta, rec.passwordHash, rec.creator, rec.createdAt, epoch);
-        if (stored === 1) {
-          await r.set(GROUPS_EXIST, '1');
-          return { id, ...rec, epoch };
+        const now = this.now();
+        const reserved = await r.chatReserveGroup(GROUP_INDEX, id, now, max);
+        if (reserved === 0) throw new GroupLimitError();
+        if (reserved === 1) {
+          const meta = groupKeys(id).meta;
+          const stored = await r.chatCreateGroup(meta, rec.passwordHash, rec.creator, rec.createdAt, epoch, now).catch(async (e: unknown) => {
+            // Take the reservation back only where the group is known not to exist (a group must never
+            // be missing from the index); otherwise the sweeper drops an entry without a group.
+            if ((await r.exists(meta).catch(() => 1)) === 0) await r.zrem(GROUP_INDEX, id).catch(() => undefined);
+            throw e;
+          });
+          if (stored === 1) return { id, ...rec, epoch };
         }
         if (attempt === 0) this.log.warn({ groupId: id }, 'group ID already taken (ID counter behind the registry): taking the next');
       }
@@ -229,11 +335,70 @@ export class RedisEngine implements Engine {
   }
 
   async countGroups(): Promise<number> {
-    // Placeholder until the group index lands: the counter bounds how many were ever created.
-    return this.call(async (r) => Number((await r.get(ID_COUNTER)) ?? 0));
+    await this.ensureIndexed();
+    return this.call((r) => r.zcard(GROUP_INDEX));
   }
 
-  async touchGroup(_id: string): Promise<void> {}
+  async touchGroup(id: string): Promise<boolean> {
+    if (!isGroupId(id)) return false;
+    return (await this.call((r) => r.chatTouchGroup(groupKeys(id).meta, this.now()))) === 1;
+  }
+
+  async sweepIdle(): Promise<string[]> {
+    if (this.config.groupRetentionSeconds <= 0 || this.stopped) return [];
+    while (this.sweeping) await this.sweeping.catch(() => undefined);
+    const run = this.sweepOnce();
+    this.sweeping = run;
+    try {
+      return await run;
+    } finally {
+      this.sweeping = null;
+    }
+  }
+
+  /**
+   * Candidates are the index entries scored at least the retention period ago; each is re-checked
+   * and, if idle, removed by remove_idle.lua in the group's own slot, so concurrent sweeps on other
+   * nodes remove a group once. An entry whose group is active is re-scored with its real activity.
+   */
+  private async sweepOnce(): Promise<string[]> {
+    await this.ensureIndexed();
+    const retentionMs = this.config.groupRetentionSeconds * 1000;
+    const removed: string[] = [];
+    const now = this.now();
+    for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
+      const flat = await this.call((r) => r.zrangebyscore(GROUP_INDEX, '-inf', now - retentionMs, 'WITHSCORES', 'LIMIT', 0, SWEEP_BATCH));
+      const ids: Array<[string, string]> = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) ids.push([flat[i] as string, flat[i + 1] as string]);
+      const rescored = await Promise.all(ids.map(([id, score]) => this.sweepOne(id, score, now, retentionMs, removed)));
+      // Stop once a batch changed nothing in the index's low end (every candidate is still there).
+      if (ids.length < SWEEP_BATCH || rescored.every((kept) => kept === 'unchanged')) break;
+    }
+    return removed;
+  }
+
+  private async sweepOne(id: string, score: string, now: number, retentionMs: number, removed: string[]): Promise<'changed' | 'unchanged'> {
+    if (!isGroupId(id)) {
+      await this.call((r) => r.zrem(GROUP_INDEX, id));
+      return 'changed';
+    }
+    const k = groupKeys(id);
+    const [state, activity] = await this.call((r) =>
+      r.chatRemoveIdle(k.meta, k.history, k.members, k.owned, now, retentionMs, groupKeyPrefix(id), score),
+    );
+    if (state === 1) {
+      // Never re-add an entry another node just removed (XX). (A stale score only makes another candidate check.)
+      const changed = await this.call((r) => r.zadd(GROUP_INDEX, 'XX', 'CH', Number(activity), id));
+      return changed > 0 ? 'changed' : 'unchanged';
+    }
+    await this.call((r) => r.zrem(GROUP_INDEX, id));
+    if (state === 0) {
+      removed.push(id);
+      this.log.info({ groupId: id }, '[CHAT REMOVED]');
+      this.hooks.onGroupRemoved?.(id);
+    }
+    return 'changed';
+  }
 
   async publish(groupId: string, msg: NewMessage): Promise<StoredMessage> {
     if (!isGroupId(groupId)) throw new Error(`no group ${groupId}`);
@@ -241,7 +406,9 @@ export class RedisEngine implements Engine {
     // One serialised form for the stream entry and (with the seq put in front) the channel payload.
     const body = JSON.stringify({ from: msg.from, text: msg.text, ts: msg.ts, origin: msg.origin });
     const pub = this.backend?.publishCommand ?? 'PUBLISH';
-    const seq = await this.call((r) => r.chatPublish(k.meta, k.history, k.channel, this.config.historyLimit, body, pub)).catch((e: unknown) => {
+    const seq = await this.call((r) =>
+      r.chatPublish(k.meta, k.history, k.channel, this.config.historyLimit, body, pub, this.now(), this.config.historyMaxBytes, textBytes(msg.text)),
+    ).catch((e: unknown) => {
       if (e instanceof Error && e.message.startsWith('redis: NOGROUP')) throw new Error(`no group ${groupId}`);
       throw e;
     });
@@ -288,6 +455,9 @@ export class RedisEngine implements Engine {
     } catch (e) {
       throw toEngineError(e);
     }
+    // Leaving is activity: retention counts a group's idleness from its last member's leaving too.
+    // Best effort (fails fast while Redis is down; the sweep then counts from the last join or message).
+    await this.touchGroup(groupId).catch(() => undefined);
   }
 
   async members(groupId: string): Promise<string[]> {

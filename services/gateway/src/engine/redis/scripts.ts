@@ -11,18 +11,40 @@ const SCRIPTS = {
   chatCreateGroup: { file: 'create_group', keys: 1 },
   chatPublish: { file: 'publish', keys: 2 },
   chatSweepMembers: { file: 'sweep_members', keys: 1 },
+  // Bounded growth: the group index, activity, retention.
+  chatReserveGroup: { file: 'reserve_group', keys: 1 },
+  chatTouchGroup: { file: 'touch_group', keys: 1 },
+  chatRemoveIdle: { file: 'remove_idle', keys: 4 },
+  // The admission throttle (throttle.ts).
   chatBudgetHit: { file: 'budget_hit', keys: 1 },
-  chatAuthAttempt: { file: 'auth_attempt', keys: 1 },
+  chatAuthAttempt: { file: 'auth_attempt', keys: 2 },
 } as const;
 
 type Arg = string | number;
 
 export interface ScriptCommands {
-  chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg, epoch: string): Promise<number>;
-  chatPublish(meta: string, history: string, channel: string, limit: Arg, messageJson: string, publishCommand: 'PUBLISH' | 'SPUBLISH'): Promise<number>;
+  chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg, epoch: string, now: Arg): Promise<number>;
+  chatPublish(
+    meta: string,
+    history: string,
+    channel: string,
+    limit: Arg,
+    messageJson: string,
+    publishCommand: 'PUBLISH' | 'SPUBLISH',
+    now: Arg,
+    maxBytes: Arg,
+    textBytes: Arg,
+  ): Promise<number>;
   chatSweepMembers(members: string, instance: string): Promise<string[]>;
+  /** 1 added to the index, 0 the ceiling is reached, 2 the ID is already there (taken). */
+  chatReserveGroup(index: string, id: string, now: Arg, maxGroups: Arg): Promise<number>;
+  /** 1 the group exists (its `la` is now at least `now`), 0 it does not. */
+  chatTouchGroup(meta: string, now: Arg): Promise<number>;
+  /** [1, activity] kept (idle for less than retention, or a member online), [0] removed now, [-1] no such group. */
+  chatRemoveIdle(meta: string, history: string, members: string, owned: string, now: Arg, retentionMs: Arg, prefix: string, indexScore: Arg): Promise<number[]>;
   chatBudgetHit(counter: string, windowMs: Arg): Promise<[number, number]>;
-  chatAuthAttempt(failures: string, now: Arg, windowMs: Arg, maxFailures: Arg, backoffAfter: Arg): Promise<number[]>;
+  /** `owned`: the group's set of further keys (the failure hash is listed there, so it goes with the group). */
+  chatAuthAttempt(failures: string, owned: string, now: Arg, windowMs: Arg, maxFailures: Arg, backoffAfter: Arg): Promise<number[]>;
 }
 
 /** One Redis server or a Redis Cluster: the engine issues the same single-slot commands on either. */

@@ -3,6 +3,7 @@
 -- failure (taken back by auth_clear when the password was right). Atomic, so
 -- parallel guesses from one address cannot slip past the limit.
 -- KEYS[1] failures hash of (group, address): `n` failures, `t` last attempt (ms)
+-- KEYS[2] the group's set of owned keys: KEYS[1] is listed there so it goes with the group
 -- ARGV[1] now (ms), ARGV[2] window (ms; failures forget after this long quiet),
 -- ARGV[3] max failures (0 = no lockout), ARGV[4] failures before backoff starts (0 = no backoff)
 -- Backoff after k failures (k >= ARGV[4]): 1 s · 2^(k - ARGV[4]), at most the window.
@@ -25,6 +26,15 @@ if after > 0 and n >= after then
   end
 end
 n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+if n == 1 then
+  redis.call('SADD', KEYS[2], KEYS[1])
+  -- Many guessing addresses: forget listed keys that have expired by themselves.
+  if redis.call('SCARD', KEYS[2]) > 10000 then
+    for _, k in ipairs(redis.call('SRANDMEMBER', KEYS[2], 100)) do
+      if redis.call('EXISTS', k) == 0 then redis.call('SREM', KEYS[2], k) end
+    end
+  end
+end
 redis.call('HSET', KEYS[1], 't', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], window)
 return {1, n}
