@@ -82,7 +82,8 @@ export class Calls {
 
   private refuse(reason: AdmissionReason, code: ErrorCode, message: string, ctx: CallContext): CallFailure {
     this.metrics.admissionRefusals.inc({ reason });
-    this.log.info({ conn: ctx.memberId, remote: ctx.address.ip, reason }, '[REFUSED]');
+    // Counted by reason in chat_admission_refusals_total; one log line per refusal would be a flood of its own.
+    this.log.debug({ conn: ctx.memberId, remote: ctx.address.ip, reason }, '[REFUSED]');
     return { ok: false, code, message };
   }
 

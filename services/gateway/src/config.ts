@@ -1,5 +1,6 @@
 // Environment → one typed, validated Config. Names as in PROTOCOL.md §4.
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { nanoid } from 'nanoid';
 
 export interface Config {
@@ -137,7 +138,9 @@ export function loadConfig(env: Env = process.env): Config {
     createBudgetWindowSeconds: int(env, 'CREATE_BUDGET_WINDOW_SECONDS', 3600, 1, 30 * 86_400),
     authBudget: int(env, 'AUTH_BUDGET', 60, 0, 1_000_000_000),
     authBudgetWindowSeconds: int(env, 'AUTH_BUDGET_WINDOW_SECONDS', 300, 1, 30 * 86_400),
-    scryptConcurrency: int(env, 'SCRYPT_CONCURRENCY', 2, 1, 64),
+    // scrypt is memory-bound (128 MiB a hash at the default cost): about one per two cores, but at
+    // least two, because one address may hold all slots but one (a newcomer never waits behind it).
+    scryptConcurrency: int(env, 'SCRYPT_CONCURRENCY', Math.max(2, Math.floor(availableParallelism() / 2)), 1, 64),
     passwordQueueMax: int(env, 'PASSWORD_QUEUE_MAX', 256, 0, 1_000_000),
     passwordQueuePerAddress: int(env, 'PASSWORD_QUEUE_PER_ADDRESS', 4, 0, 1_000_000),
     maxQueuedInputBytes: int(env, 'MAX_QUEUED_INPUT_BYTES', 64 * 1024, 0, 1024 * 1024 * 1024),

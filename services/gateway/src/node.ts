@@ -60,6 +60,8 @@ export class Client {
   /** Publishes in flight, oldest first; they settle in order. */
   inflight: Promise<void>[] = [];
   readonly bucket: TokenBucket;
+  /** Creates, joins and resumes: a bucket of their own, so they never eat into chat messages. */
+  readonly callBucket: TokenBucket;
   constructor(
     readonly conn: Conn,
     readonly memberId: string,
@@ -67,6 +69,7 @@ export class Client {
     burst: number,
   ) {
     this.bucket = new TokenBucket(rate, burst);
+    this.callBucket = new TokenBucket(rate, burst);
   }
 }
 
@@ -287,12 +290,13 @@ export class ChatNode {
   }
 
   /**
-   * Creates, joins and resumes share the connection's message bucket: a script looping on them
-   * gets `rate_limited`, and after a whole burst of refusals in a row is closed like a spammer.
+   * Creates, joins and resumes are rate-limited per connection like chat messages (a bucket of
+   * their own): a script looping on them gets `rate_limited`, and after a whole burst of refusals
+   * in a row is closed like a spammer.
    */
   private overRate(c: Client, call: Call): CallResult | null {
     if (call.call !== 'create' && call.call !== 'join' && call.call !== 'resume') return null;
-    if (c.bucket.take()) {
+    if (c.callBucket.take()) {
       c.rateStrikes = 0;
       return null;
     }
