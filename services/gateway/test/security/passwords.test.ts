@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { test } from 'node:test';
 import type { WsClient } from '../helpers/clients.js';
+import { gatewayOn } from '../helpers/engines.js';
 import { startGateway, tempDir, type Gateway } from '../helpers/gateway.js';
+import { RedisServer } from '../helpers/redis.js';
 import { answer, jsonFrom, metric, TRUST_LOOPBACK } from '../helpers/forwarded.js';
 import { until, within } from '../helpers/wait.js';
 
@@ -130,15 +132,24 @@ for (const budgets of ['default budgets', 'budgets off (the fair queue alone)'] 
   });
 }
 
-test('lockout: 60 parallel guesses from one address and ten guessing once a second cannot keep a member out on a fresh node', async () => {
-  const dataDir = tempDir('chat-lockout-');
-  const env = { ...TRUST_LOOPBACK, SCRYPT_N: DEFAULT_N, DATA_DIR: dataDir };
-  const first = await startGateway({ env });
+for (const engine of ['memory', 'redis'] as const) {
+test(`lockout on the ${engine} engine: 60 parallel guesses from one address and ten guessing once a second cannot keep a member out on a fresh node`, async () => {
+  const env = { ...TRUST_LOOPBACK, SCRYPT_N: DEFAULT_N, DATA_DIR: tempDir('chat-lockout-') };
+  const redis = engine === 'redis' ? await RedisServer.start() : null;
+  const start = (): Promise<Gateway> => (redis ? gatewayOn('redis', { redis, env }) : startGateway({ env }));
+  const first = await start();
   const { groupId } = await createAs(first, '198.51.100.1', 'Owner', 'letmein');
   const probe = await createAs(first, '198.51.100.1', 'Probe', 'letmein');
-  await first.stop();
-  // A freshly started node: nothing verified, nothing cached.
-  const gw = await startGateway({ env });
+  // A freshly started node, nothing verified or cached: after a restart (memory), or another node (Redis).
+  if (!redis) await first.stop();
+  const gw = await start();
+  const cleanup = async (): Promise<void> => {
+    await gw.stop();
+    if (redis) {
+      await first.stop();
+      await redis.close();
+    }
+  };
   const open: WsClient[] = [];
   let stopped = false;
   try {
@@ -170,7 +181,7 @@ test('lockout: 60 parallel guesses from one address and ten guessing once a seco
     const member = await jsonFrom(gw, '198.51.100.20');
     open.push(member);
     const join = await timed(member, { op: 'join', name: 'Maya', groupId, password: 'letmein' });
-    console.log(`# lockout: one hash ${hash.toFixed(0)} ms; member join on a fresh node under guessing ${join.ms.toFixed(0)} ms`);
+    console.log(`# lockout (${engine}): one hash ${hash.toFixed(0)} ms; member join on a fresh node under guessing ${join.ms.toFixed(0)} ms`);
     assert.equal(join.type, 'joined', JSON.stringify(join));
     assert.ok(join.ms < Math.max(2000, 2.5 * hash), `member's join took ${join.ms.toFixed(0)} ms (one hash: ${hash.toFixed(0)} ms)`);
     // The attacker's address is still refused at once for the group.
@@ -184,6 +195,35 @@ test('lockout: 60 parallel guesses from one address and ten guessing once a seco
   } finally {
     stopped = true;
     for (const c of open) c.close();
+    await cleanup();
+  }
+});
+}
+
+test('the verified-password cache is keyed on the NFC form: spelling variants are one entry and cannot evict a member', async () => {
+  const gw = await startGateway({ env: { ...TRUST_LOOPBACK } });
+  try {
+    // Six accented letters: 64 spellings (each precomposed or e + U+0301) of one NFC password.
+    const nfc = 'éééééé';
+    const variants = Array.from({ length: 64 }, (_, m) => [...nfc].map((ch, i) => (m & (1 << i) ? 'e\u0301' : ch)).join(''));
+    assert.equal(new Set(variants).size, 64);
+    assert.ok(variants.every((v) => v.normalize('NFC') === nfc));
+    const owner = await createAs(gw, '198.51.100.40', 'Owner', nfc);
+    const join = async (ip: string, password: string): Promise<string> => {
+      const c = await jsonFrom(gw, ip);
+      c.sendJson({ op: 'join', name: 'M', groupId: owner.groupId, password });
+      const a = await answer(c);
+      c.close();
+      return a.code ?? a.type;
+    };
+    assert.equal(await join('198.51.100.41', nfc), 'joined'); // verified once: cached
+    const hitsBefore = await metric(gw, 'chat_auth_cache_hits_total');
+    for (const [i, v] of variants.entries()) assert.equal(await join(`198.51.100.${50 + (i % 4)}`, v), 'joined');
+    assert.equal((await metric(gw, 'chat_auth_cache_hits_total')) - hitsBefore, 64, 'every variant answered from the one entry, no scrypt');
+    assert.equal(await join('198.51.100.41', nfc), 'joined');
+    assert.equal((await metric(gw, 'chat_auth_cache_hits_total')) - hitsBefore, 65, "the member's entry is still there");
+    owner.c.close();
+  } finally {
     await gw.stop();
   }
 });
