@@ -1,7 +1,7 @@
 SHELL := /bin/bash
 NODE_TEST := node --test --test-concurrency=1 --test-timeout=120000
 
-.PHONY: install build run cluster client test test-unit lint clean bench bench-redis k6-check
+.PHONY: install deps build run cluster client test test-unit lint clean bench bench-redis k6-check k6-smoke
 
 install: node_modules/.package-lock.json
 
@@ -26,7 +26,12 @@ cluster: build
 client: build
 	node dist/services/client/src/main.js $(URL)
 
-test: build
+# The system programs the tests drive (redis-server, redis-cli, haproxy, promtool, prometheus,
+# openssl): installed with apt-get when missing and root, otherwise a stop with the exact command.
+deps:
+	bash scripts/check-deps.sh
+
+test: deps build
 	$(NODE_TEST) $$(find dist/services -path "*/test/*" -name "*.test.js" | sort)
 
 test-unit: build
