@@ -22,9 +22,10 @@ run: build
 cluster: build
 	bash deploy/local/cluster.sh
 
-# The terminal client: make client URL=ws://127.0.0.1:8080/ (default: the TCP listener on 7037).
+# The terminal client: make client URL=ws://127.0.0.1:8080/ (default: the TCP listener on 7037);
+# TLS: make client URL=wss://localhost:8443/ CA=.cluster/tls/ca.pem (or URL=tls://localhost:7443).
 client: build
-	node dist/services/client/src/main.js $(URL)
+	node dist/services/client/src/main.js $(URL) $(if $(CA),--ca $(CA))
 
 # The system programs the tests drive (redis-server, redis-cli, haproxy, promtool, prometheus,
 # openssl): installed with apt-get when missing and root, otherwise a stop with the exact command.
