@@ -47,6 +47,12 @@ lint: install
 k6-check: install
 	npx tsc -p loadtest/k6/tsconfig.json
 
+# Each k6 script for a few seconds, with its thresholds, against a gateway started on a free port.
+# Needs k6 >= 1.0 (not required by run or test): make k6-smoke K6=/path/to/k6
+K6 ?= k6
+k6-smoke: build
+	K6="$(K6)" bash scripts/k6-smoke.sh
+
 # Load benchmarks against gateways the harness starts on loopback; prints a table (docs/BENCHMARKS.md).
 # More options: make bench BENCH_ARGS="--scenarios fanout --rate 50" (node dist/loadtest/harness/bench.js --help).
 BENCH_ARGS ?=
