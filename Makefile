@@ -50,7 +50,7 @@ k6-check: install
 # Each k6 script for a few seconds, with its thresholds, against a gateway started on a free port.
 # Needs k6 >= 1.0 (not required by run or test): make k6-smoke K6=/path/to/k6
 K6 ?= k6
-k6-smoke: build
+k6-smoke: install
 	K6="$(K6)" bash scripts/k6-smoke.sh
 
 # Load benchmarks against gateways the harness starts on loopback; prints a table (docs/BENCHMARKS.md).

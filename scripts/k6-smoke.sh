@@ -20,7 +20,7 @@ if [ -z "$version" ] || [ "$version" -lt 1 ]; then
   echo "k6-smoke: $k6 is not k6 ≥ 1.0 ($("$k6" version 2>&1 | head -1)). $how" >&2
   exit 2
 fi
-[ -f dist/services/gateway/src/main.js ] || { echo "k6-smoke: build first (make build)" >&2; exit 2; }
+make --no-print-directory build >/dev/null || { echo "k6-smoke: make build failed" >&2; exit 2; }
 
 out=${K6_SMOKE_DIR:-$(mktemp -d /tmp/k6-smoke.XXXXXX)}
 mkdir -p "$out"
