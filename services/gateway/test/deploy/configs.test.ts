@@ -3,7 +3,7 @@
 // the gateway actually reads.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { test } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
@@ -78,6 +78,24 @@ test('compose: Redis with AOF, three gateways sharing REDIS_URL and CHAT_SECRET,
     new Set(Object.keys(s['haproxy']?.environment ?? {}).filter((k) => /^GW\d_HOST$/.test(k))),
     new Set(['GW1_HOST', 'GW2_HOST', 'GW3_HOST']),
   );
+});
+
+test('compose: HAProxy serves TLS from a mounted certificate; Grafana loads the dashboard from provisioning files that exist', () => {
+  type Svc = { environment?: Record<string, string>; volumes?: string[]; ports?: string[] };
+  const s = (parse(readFileSync(resolve(REPO, 'deploy/compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, Svc> }).services;
+  const h = s['haproxy'] as Svc;
+  const env = h.environment ?? {};
+  const mount = (h.volumes ?? []).map((v) => v.split(':')).find((v) => env['LB_CERT']?.startsWith(`${v[1]}/`));
+  assert.ok(mount, `the certificate ${env['LB_CERT']} comes from a mounted folder`);
+  for (const port of [env['LB_WSS_PORT'], env['LB_TLS_PORT']]) assert.ok(h.ports?.includes(`${port}:${port}`), `port ${port} published`);
+  const g = s['grafana'] as Svc;
+  const host = (v: string): string => resolve(REPO, 'deploy', v.split(':')[0] as string);
+  for (const v of g.volumes ?? []) assert.ok(existsSync(host(v)), `${v}: the host side exists`);
+  const ds = parse(readFileSync(resolve(REPO, 'deploy/grafana/provisioning/datasources/prometheus.yaml'), 'utf8')) as { datasources: Array<{ type: string; url: string }> };
+  assert.deepEqual([ds.datasources[0]?.type, ds.datasources[0]?.url], ['prometheus', 'http://prometheus:9090']);
+  const dashMount = (g.volumes ?? []).find((v) => v.includes('chat-gateway.json'))?.split(':')[1] ?? '';
+  const providers = parse(readFileSync(resolve(REPO, 'deploy/grafana/provisioning/dashboards/chat.yaml'), 'utf8')) as { providers: Array<{ options: { path: string } }> };
+  assert.ok(dashMount.startsWith(`${providers.providers[0]?.options.path}/`), 'the dashboard is mounted where the provider looks');
 });
 
 test('k8s: redis.yaml parses (schemas, grace period, HPA and proxy trust: k8s.test.ts)', () => {
