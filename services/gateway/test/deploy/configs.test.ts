@@ -85,15 +85,20 @@ test('compose: HAProxy serves TLS from a mounted certificate; Grafana loads the 
   const s = (parse(readFileSync(resolve(REPO, 'deploy/compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, Svc> }).services;
   const h = s['haproxy'] as Svc;
   const env = h.environment ?? {};
-  const mount = (h.volumes ?? []).map((v) => v.split(':')).find((v) => env['LB_CERT']?.startsWith(`${v[1]}/`));
+  // host:container[:ro], where the host side may be ${TLS_DIR:-default}.
+  const sides = (v: string): [string, string] => {
+    const m = /^(.*):(\/[^:]+?)(?::ro)?$/.exec(v);
+    return [m?.[1] ?? '', m?.[2] ?? ''];
+  };
+  const mount = (h.volumes ?? []).map(sides).find((v) => env['LB_CERT']?.startsWith(`${v[1]}/`));
   assert.ok(mount, `the certificate ${env['LB_CERT']} comes from a mounted folder`);
   for (const port of [env['LB_WSS_PORT'], env['LB_TLS_PORT']]) assert.ok(h.ports?.includes(`${port}:${port}`), `port ${port} published`);
   const g = s['grafana'] as Svc;
-  const host = (v: string): string => resolve(REPO, 'deploy', v.split(':')[0] as string);
+  const host = (v: string): string => resolve(REPO, 'deploy', sides(v)[0]);
   for (const v of g.volumes ?? []) assert.ok(existsSync(host(v)), `${v}: the host side exists`);
   const ds = parse(readFileSync(resolve(REPO, 'deploy/grafana/provisioning/datasources/prometheus.yaml'), 'utf8')) as { datasources: Array<{ type: string; url: string }> };
   assert.deepEqual([ds.datasources[0]?.type, ds.datasources[0]?.url], ['prometheus', 'http://prometheus:9090']);
-  const dashMount = (g.volumes ?? []).find((v) => v.includes('chat-gateway.json'))?.split(':')[1] ?? '';
+  const dashMount = sides((g.volumes ?? []).find((v) => v.includes('chat-gateway.json')) ?? '')[1];
   const providers = parse(readFileSync(resolve(REPO, 'deploy/grafana/provisioning/dashboards/chat.yaml'), 'utf8')) as { providers: Array<{ options: { path: string } }> };
   assert.ok(dashMount.startsWith(`${providers.providers[0]?.options.path}/`), 'the dashboard is mounted where the provider looks');
 });
