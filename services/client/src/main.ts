@@ -60,14 +60,16 @@ if (url.protocol === 'tcp:' || url.protocol === 'tls:') {
 } else if (url.protocol === 'ws:' || url.protocol === 'wss:') {
   const ws = new WebSocket(url, ['chat.text'], ca ? { ca } : {});
   const pending: string[] = [];
+  let ending = false; // input ended before the socket opened (piped answers): send them, then close
   ws.on('open', () => {
     for (const l of pending.splice(0)) ws.send(l);
+    if (ending) ws.close(1000);
   });
   ws.on('message', (d) => print(d.toString()));
   ws.on('error', (e) => fail(e.message));
   ws.on('close', () => process.exit(0));
   lines.on('line', (l) => (ws.readyState === WebSocket.OPEN ? ws.send(l) : pending.push(l)));
-  lines.on('close', () => ws.close(1000));
+  lines.on('close', () => (ws.readyState === WebSocket.CONNECTING ? (ending = true) : ws.close(1000)));
 } else {
   fail(`unsupported scheme ${url.protocol} (use tcp://, tls://, ws:// or wss://)`);
 }
