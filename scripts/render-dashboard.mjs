@@ -3,7 +3,8 @@
 // picture (no Grafana needed): the same panels, layout and queries, with the
 // variables filled in (every node; $__rate_interval = 4 × the step).
 //   node scripts/render-dashboard.mjs [--prometheus http://127.0.0.1:9090] [--minutes 10] [--out docs/dashboard.svg]
-// Used for the picture in docs/OPERATIONS.md; not part of any test.
+//   rsvg-convert -w 1440 docs/dashboard.svg -o docs/dashboard.png     (librsvg2-bin)
+// Used for the picture in docs/OPERATIONS.md (from `make cluster` under k6 load); not part of any test.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,7 +92,8 @@ for (const p of dash.panels) {
   const legendRows = Math.min(3, Math.ceil(series.length / 3));
   const ph = h - 30 - 22 - legendRows * 15;
   const all = series.flatMap((s) => s.pts.map(([, v]) => v));
-  const ymax = Math.max(p.fieldConfig?.defaults?.max ?? 0, ...all, 1e-12);
+  const top = Math.max(p.fieldConfig?.defaults?.max ?? 0, ...all);
+  const ymax = top > 0 ? top : 1; // all zero: a 0…1 axis
   const ymin = Math.min(0, ...all);
   for (let k = 0; k <= 3; k++) {
     const yy = py + ph - (k / 3) * ph;
