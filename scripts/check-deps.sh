@@ -40,7 +40,8 @@ uid=$(id -u 2>/dev/null || echo unknown)
 if [ "$have_apt" = 1 ] && [ "$uid" = 0 ]; then
   echo "make test: ${missing[*]} missing; installing ${pkgs[*]} with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive
-  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; } </dev/null >&2; then
+  # dpkg's progress lines go nowhere; apt's warnings and errors still show.
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; } </dev/null >/dev/null; then
     echo "make test: apt-get could not install ${pkgs[*]}; run this yourself, then make test again:" >&2
     echo "  apt-get update && $cmd" >&2
     exit 1
