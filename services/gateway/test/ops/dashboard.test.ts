@@ -158,14 +158,20 @@ async function exercise(): Promise<void> {
   (slow.ws.ws as unknown as { _socket: { pause(): void } })._socket.pause();
   const cut = n1.waitLog('slow consumer closed', 60_000);
   let isCut = false;
-  void cut.then(() => (isCut = true));
+  cut.then(
+    () => (isCut = true),
+    () => undefined, // awaited (with its own deadline) below
+  );
   const flood = await WsClient.connect(n0.wsUrl, 'chat.json');
   flood.sendJson({ op: 'join', name: 'Flood', groupId, password: 'pw' });
   await flood.nextOfType('joined');
+  // Windows of 25 × 2 KB stay under the per-connection input bound (MAX_QUEUED_INPUT_BYTES, 64 KiB)
+  // however slowly the node works; each send is answered (ack, or an error frame if refused).
   const text = 'x'.repeat(2000);
-  for (let sent = 0; !isCut && sent < 20_000; sent += 200) {
-    for (let i = 0; i < 200; i++) flood.sendJson({ op: 'send', text });
-    for (let i = 0; i < 200; i++) await flood.nextOfType('ack', 10_000);
+  const answered = (f: string): boolean => /^\{"type":"(ack|error)"/.test(f);
+  for (let sent = 0; !isCut && sent < 20_000; sent += 25) {
+    for (let i = 0; i < 25; i++) flood.sendJson({ op: 'send', text });
+    for (let i = 0; i < 25; i++) await flood.frames.next(10_000, 'an answer to a send', answered);
   }
   await within(cut, 30_000, 'the slow consumer to be closed');
   flood.close();
