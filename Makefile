@@ -1,7 +1,7 @@
 SHELL := /bin/bash
 NODE_TEST := node --test --test-concurrency=1 --test-timeout=120000
 
-.PHONY: install build run cluster client test test-unit lint clean bench bench-redis k6-check
+.PHONY: install deps build run cluster client test test-unit lint clean bench bench-redis k6-check k6-smoke
 
 install: node_modules/.package-lock.json
 
@@ -22,11 +22,17 @@ run: build
 cluster: build
 	bash deploy/local/cluster.sh
 
-# The terminal client: make client URL=ws://127.0.0.1:8080/ (default: the TCP listener on 7037).
+# The terminal client: make client URL=ws://127.0.0.1:8080/ (default: the TCP listener on 7037);
+# TLS: make client URL=wss://localhost:8443/ CA=.cluster/tls/ca.pem (or URL=tls://localhost:7443).
 client: build
-	node dist/services/client/src/main.js $(URL)
+	node dist/services/client/src/main.js $(URL) $(if $(CA),--ca $(CA))
 
-test: build
+# The system programs the tests drive (redis-server, redis-cli, haproxy, promtool, prometheus,
+# openssl): installed with apt-get when missing and root, otherwise a stop with the exact command.
+deps:
+	bash scripts/check-deps.sh
+
+test: deps build
 	$(NODE_TEST) $$(find dist/services -path "*/test/*" -name "*.test.js" | sort)
 
 test-unit: build
@@ -40,6 +46,12 @@ lint: install
 # The k6 scripts (loadtest/k6/*.ts) against @types/k6; k6 itself is not installed here.
 k6-check: install
 	npx tsc -p loadtest/k6/tsconfig.json
+
+# Each k6 script for a few seconds, with its thresholds, against a gateway started on a free port.
+# Needs k6 >= 1.0 (not required by run or test): make k6-smoke K6=/path/to/k6
+K6 ?= k6
+k6-smoke: install
+	K6="$(K6)" bash scripts/k6-smoke.sh
 
 # Load benchmarks against gateways the harness starts on loopback; prints a table (docs/BENCHMARKS.md).
 # More options: make bench BENCH_ARGS="--scenarios fanout --rate 50" (node dist/loadtest/harness/bench.js --help).

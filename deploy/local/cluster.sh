@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole cluster as local processes: Redis (AOF) + 3 gateways + HAProxy
 # (+ Prometheus when installed). Clients use HAProxy: ws://127.0.0.1:8080/ and
-# TCP 127.0.0.1:7037, as with `make run`. Ctrl-C drains the gateways and stops all.
+# TCP 127.0.0.1:7037, as with `make run`, and over TLS wss://localhost:8443/ and
+# tls://localhost:7443 (a local CA and server certificate in .cluster/tls/, made
+# once with openssl; clients trust .cluster/tls/ca.pem). Ctrl-C drains the gateways and stops all.
 #   make cluster            (builds first)   RUN_DIR=.cluster by default
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,9 +16,13 @@ need redis-server redis-server
 need redis-cli redis-tools
 need haproxy haproxy
 need curl curl
+need openssl openssl
 
 REDIS_PORT=${REDIS_PORT:-6380}
 export LB_HOST=127.0.0.1 LB_WS_PORT=${LB_WS_PORT:-8080} LB_TCP_PORT=${LB_TCP_PORT:-7037} LB_STATS_PORT=${LB_STATS_PORT:-8404}
+export LB_WSS_PORT=${LB_WSS_PORT:-8443} LB_TLS_PORT=${LB_TLS_PORT:-7443} LB_CERT="$run/tls/server.pem"
+# A local CA and a server certificate for localhost/127.0.0.1 (kept between runs; TLS_NAMES adds names).
+bash scripts/make-certs.sh "$run/tls" ${TLS_NAMES:-}
 secret_file="$run/chat-secret"
 [ -s "$secret_file" ] || head -c 32 /dev/urandom | base64 > "$secret_file"
 CHAT_SECRET=$(cat "$secret_file")
@@ -81,6 +87,8 @@ cat <<MSG
 cluster: up (logs in $run)
   WebSocket  ws://127.0.0.1:$LB_WS_PORT/   (subprotocol chat.json for JSON)
   TCP        127.0.0.1:$LB_TCP_PORT
+  wss        wss://localhost:$LB_WSS_PORT/   (trust $run/tls/ca.pem)
+  TLS TCP    localhost:$LB_TLS_PORT           (make client URL=tls://localhost:$LB_TLS_PORT CA=$run/tls/ca.pem)
   HAProxy    http://127.0.0.1:$LB_STATS_PORT/stats
   gateways   :8081 :8082 :8083 (metrics :9465 :9466 :9467), Redis :$REDIS_PORT
   Prometheus http://127.0.0.1:${PROMETHEUS_PORT:-9090}/ (if installed)

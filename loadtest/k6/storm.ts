@@ -9,7 +9,7 @@
 import exec from 'k6/execution';
 import type { Options } from 'k6/options';
 import { setTimeout } from 'k6/timers';
-import { WebSocket } from 'k6/websockets';
+import { WebSocket } from 'k6/experimental/websockets';
 import { createGroups, joinFailed, Member, menuLatency, num, WS_URL } from './lib/chat.ts';
 
 const CONNS = num('CONNS', 10_000);

@@ -1,10 +1,11 @@
 // Shared pieces of the k6 scripts: settings from the environment, the custom
 // metrics, group creation for setup(), and one chat member per transport on
-// k6/websockets. k6 (≥ 1.0) runs these .ts files directly; here they are only
-// type-checked (`make k6-check`): there is no k6 binary on this machine.
+// k6/experimental/websockets (every k6 from 1.0 to 1.8 ships it; 1.6+ also as k6/websockets).
+// k6 (≥ 1.0) runs these .ts files directly; `make k6-check` type-checks them and
+// `make k6-smoke K6=path/to/k6` runs each for a few seconds against a local gateway.
 import { fail } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
-import { WebSocket, type MessageEvent } from 'k6/websockets';
+import { WebSocket, type MessageEvent } from 'k6/experimental/websockets';
 import ws from 'k6/ws';
 
 /** A positive number from the environment, or the default. */

@@ -3,11 +3,12 @@
 // the gateway actually reads.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { test } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 import { HAPROXY_CFG, REPO, haproxyEnv } from '../helpers/haproxy.js';
+import { makeCerts } from '../helpers/tls.js';
 
 const has = (tool: string): boolean => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 function requireTool(t: { skip(msg: string): void }, tool: string): boolean {
@@ -28,6 +29,16 @@ test('haproxy -c accepts deploy/haproxy/haproxy.cfg', (t) => {
   const gws = [1, 2, 3].map((i) => ({ port: 8080 + i, tcpPort: 7030 + i }));
   const r = run('haproxy', ['-c', '-f', HAPROXY_CFG], haproxyEnv(gws, { ws: 18080, tcp: 17037, stats: 18404 }));
   assert.equal(r.status, 0, r.out);
+});
+
+test('haproxy -c accepts the config with TLS on (LB_CERT from scripts/make-certs.sh), and refuses a missing certificate', (t) => {
+  if (!requireTool(t, 'haproxy') || !requireTool(t, 'openssl')) return;
+  const gws = [1, 2, 3].map((i) => ({ port: 8080 + i, tcpPort: 7030 + i }));
+  const env = { ...haproxyEnv(gws, { ws: 18080, tcp: 17037, stats: 18404 }), LB_WSS_PORT: '18443', LB_TLS_PORT: '17443' };
+  const r = run('haproxy', ['-c', '-f', HAPROXY_CFG], { ...env, LB_CERT: makeCerts().serverPem });
+  assert.equal(r.status, 0, r.out);
+  const missing = run('haproxy', ['-c', '-f', HAPROXY_CFG], { ...env, LB_CERT: '/nonexistent/server.pem' });
+  assert.notEqual(missing.status, 0, 'TLS binds are really configured when LB_CERT is set');
 });
 
 test('promtool accepts the Prometheus config, the alert rules, and the rules pass their unit tests', (t) => {
@@ -69,22 +80,30 @@ test('compose: Redis with AOF, three gateways sharing REDIS_URL and CHAT_SECRET,
   );
 });
 
-test('k8s: probes on /readyz and /healthz, grace period covers the drain, known settings only', () => {
-  const docs = parseAllDocuments(readFileSync(resolve(REPO, 'deploy/k8s/gateway.yaml'), 'utf8')).map((d) => d.toJSON() as Record<string, unknown>);
-  const kinds = docs.map((d) => d['kind']);
-  assert.deepEqual(kinds, ['Deployment', 'Service', 'PodDisruptionBudget']);
-  type Container = {
-    env: Array<{ name: string; value?: string }>;
-    readinessProbe: { httpGet: { path: string } };
-    livenessProbe: { httpGet: { path: string } };
+test('compose: HAProxy serves TLS from a mounted certificate; Grafana loads the dashboard from provisioning files that exist', () => {
+  type Svc = { environment?: Record<string, string>; volumes?: string[]; ports?: string[] };
+  const s = (parse(readFileSync(resolve(REPO, 'deploy/compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, Svc> }).services;
+  const h = s['haproxy'] as Svc;
+  const env = h.environment ?? {};
+  // host:container[:ro], where the host side may be ${TLS_DIR:-default}.
+  const sides = (v: string): [string, string] => {
+    const m = /^(.*):(\/[^:]+?)(?::ro)?$/.exec(v);
+    return [m?.[1] ?? '', m?.[2] ?? ''];
   };
-  const spec = (docs[0] as { spec: { template: { spec: { terminationGracePeriodSeconds: number; containers: Container[] } } } }).spec.template.spec;
-  const c = spec.containers[0] as Container;
-  assert.equal(c.readinessProbe.httpGet.path, '/readyz');
-  assert.equal(c.livenessProbe.httpGet.path, '/healthz');
-  const drain = Number(c.env.find((e) => e.name === 'DRAIN_SECONDS')?.value ?? 10);
-  assert.ok(spec.terminationGracePeriodSeconds >= drain + 5, 'grace period ≥ DRAIN_SECONDS + the 5 s deadline');
-  for (const e of c.env) assert.ok(isSetting(e.name), `${e.name} is not a gateway setting`);
+  const mount = (h.volumes ?? []).map(sides).find((v) => env['LB_CERT']?.startsWith(`${v[1]}/`));
+  assert.ok(mount, `the certificate ${env['LB_CERT']} comes from a mounted folder`);
+  for (const port of [env['LB_WSS_PORT'], env['LB_TLS_PORT']]) assert.ok(h.ports?.includes(`${port}:${port}`), `port ${port} published`);
+  const g = s['grafana'] as Svc;
+  const host = (v: string): string => resolve(REPO, 'deploy', sides(v)[0]);
+  for (const v of g.volumes ?? []) assert.ok(existsSync(host(v)), `${v}: the host side exists`);
+  const ds = parse(readFileSync(resolve(REPO, 'deploy/grafana/provisioning/datasources/prometheus.yaml'), 'utf8')) as { datasources: Array<{ type: string; url: string }> };
+  assert.deepEqual([ds.datasources[0]?.type, ds.datasources[0]?.url], ['prometheus', 'http://prometheus:9090']);
+  const dashMount = sides((g.volumes ?? []).find((v) => v.includes('chat-gateway.json')) ?? '')[1];
+  const providers = parse(readFileSync(resolve(REPO, 'deploy/grafana/provisioning/dashboards/chat.yaml'), 'utf8')) as { providers: Array<{ options: { path: string } }> };
+  assert.ok(dashMount.startsWith(`${providers.providers[0]?.options.path}/`), 'the dashboard is mounted where the provider looks');
+});
+
+test('k8s: redis.yaml parses (schemas, grace period, HPA and proxy trust: k8s.test.ts)', () => {
   for (const d of parseAllDocuments(readFileSync(resolve(REPO, 'deploy/k8s/redis.yaml'), 'utf8'))) assert.equal(d.errors.length, 0);
 });
 
