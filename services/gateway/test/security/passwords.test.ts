@@ -25,7 +25,8 @@ async function createAs(gw: Gateway, ip: string, name: string, password: string)
 /**
  * What one hash costs on this machine right now: a join with the right password on a quiet
  * node. The figures below are "within 2 s" (3 s), or, when the machine is slower than the ~0.7–0.9 s
- * a hash takes here unloaded, within two and a half hashes: the one running, one's own, and slack.
+ * a hash takes here unloaded, within three hashes: its own run beside the one hash an attacker may
+ * have running (two memory-bound scrypts share the cores), and slack.
  */
 async function baselineJoin(gw: Gateway, groupId: string, password: string): Promise<number> {
   const c = await jsonFrom(gw, '198.51.100.99');
@@ -112,9 +113,9 @@ for (const budgets of ['default budgets', 'budgets off (the fair queue alone)'] 
         const create = await timed(stranger, { op: 'create', name: 'Sam', password: 'another' });
         console.log(`# ${budgets}: one hash ${hash.toFixed(0)} ms; under attack: member join ${join.ms.toFixed(0)} ms, stranger create ${create.ms.toFixed(0)} ms`);
         assert.equal(join.type, 'joined', JSON.stringify(join));
-        assert.ok(join.ms < Math.max(2000, 2.5 * hash), `member's join took ${join.ms.toFixed(0)} ms (one hash: ${hash.toFixed(0)} ms)`);
+        assert.ok(join.ms < Math.max(2000, 3 * hash), `member's join took ${join.ms.toFixed(0)} ms (one hash: ${hash.toFixed(0)} ms)`);
         assert.equal(create.type, 'joined', JSON.stringify(create));
-        assert.ok(create.ms < Math.max(3000, 2.5 * hash), `stranger's create took ${create.ms.toFixed(0)} ms (one hash: ${hash.toFixed(0)} ms)`);
+        assert.ok(create.ms < Math.max(3000, 3 * hash), `stranger's create took ${create.ms.toFixed(0)} ms (one hash: ${hash.toFixed(0)} ms)`);
         member.close();
         stranger.close();
       } finally {
@@ -183,7 +184,7 @@ test(`lockout on the ${engine} engine: 60 parallel guesses from one address and 
     const join = await timed(member, { op: 'join', name: 'Maya', groupId, password: 'letmein' });
     console.log(`# lockout (${engine}): one hash ${hash.toFixed(0)} ms; member join on a fresh node under guessing ${join.ms.toFixed(0)} ms`);
     assert.equal(join.type, 'joined', JSON.stringify(join));
-    assert.ok(join.ms < Math.max(2000, 2.5 * hash), `member's join took ${join.ms.toFixed(0)} ms (one hash: ${hash.toFixed(0)} ms)`);
+    assert.ok(join.ms < Math.max(2000, 3 * hash), `member's join took ${join.ms.toFixed(0)} ms (one hash: ${hash.toFixed(0)} ms)`);
     // The attacker's address is still refused at once for the group.
     const locked = await jsonFrom(gw, ATTACKER);
     open.push(locked);
