@@ -146,3 +146,24 @@ export interface Engine {
   removeMember(groupId: string, memberId: string): Promise<void>;
   members(groupId: string): Promise<string[]>;
 }
+
+/** One run of a task at a time (a sweep timer and a caller may overlap): a caller during a run waits for it, then runs its own. */
+export class OneAtATime<T> {
+  private running: Promise<T> | null = null;
+
+  async run(task: () => Promise<T>): Promise<T> {
+    while (this.running) await this.running.catch(() => undefined);
+    const run = task();
+    this.running = run;
+    try {
+      return await run;
+    } finally {
+      this.running = null;
+    }
+  }
+
+  /** Wait for the run in progress, if any (e.g. before stopping). */
+  async idle(): Promise<void> {
+    await this.running?.catch(() => undefined);
+  }
+}

@@ -12,6 +12,7 @@ import {
   EngineUnavailableError,
   GroupLimitError,
   newEpoch,
+  OneAtATime,
   sweepInterval,
   textBytes,
   type ChannelListener,
@@ -86,7 +87,7 @@ export class MemoryEngine implements Engine {
   private appendsSinceCompaction = 0;
   private up = false;
   private sweeper: NodeJS.Timeout | null = null;
-  private sweeping: Promise<string[]> | null = null;
+  private readonly sweeping = new OneAtATime<string[]>();
   private readonly now: () => number;
   private readonly retentionMs: number;
   /** Activity within this of the journalled one is not journalled again (joins). */
@@ -123,7 +124,7 @@ export class MemoryEngine implements Engine {
     this.up = false;
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
-    await this.sweeping?.catch(() => undefined);
+    await this.sweeping.idle();
     await this.journal.close();
   }
 
@@ -262,15 +263,7 @@ export class MemoryEngine implements Engine {
 
   async sweepIdle(): Promise<string[]> {
     if (this.retentionMs === 0 || !this.up) return [];
-    // One sweep at a time (the timer and a caller may overlap).
-    while (this.sweeping) await this.sweeping.catch(() => undefined);
-    const run = this.sweepOnce();
-    this.sweeping = run;
-    try {
-      return await run;
-    } finally {
-      this.sweeping = null;
-    }
+    return this.sweeping.run(() => this.sweepOnce());
   }
 
   private async sweepOnce(): Promise<string[]> {

@@ -16,6 +16,7 @@ import {
   EngineUnavailableError,
   GroupLimitError,
   newEpoch,
+  OneAtATime,
   sweepInterval,
   textBytes,
   type ChannelListener,
@@ -94,7 +95,7 @@ export class RedisEngine implements Engine {
   private readonly presence: Presence;
   private readonly now: () => number;
   private sweeper: NodeJS.Timeout | null = null;
-  private sweeping: Promise<string[]> | null = null;
+  private readonly sweeping = new OneAtATime<string[]>();
   /** This node knows the group index is complete (built from SCAN once, by some node). */
   private indexed = false;
   private indexing: Promise<void> | null = null;
@@ -204,7 +205,7 @@ export class RedisEngine implements Engine {
     this.stopped = true;
     if (this.sweeper) clearTimeout(this.sweeper);
     this.sweeper = null;
-    await this.sweeping?.catch(() => undefined);
+    await this.sweeping.idle();
     this.health.stop();
     await this.presence.stop();
     await this.subscriptions?.stop();
@@ -346,14 +347,7 @@ export class RedisEngine implements Engine {
 
   async sweepIdle(): Promise<string[]> {
     if (this.config.groupRetentionSeconds <= 0 || this.stopped) return [];
-    while (this.sweeping) await this.sweeping.catch(() => undefined);
-    const run = this.sweepOnce();
-    this.sweeping = run;
-    try {
-      return await run;
-    } finally {
-      this.sweeping = null;
-    }
+    return this.sweeping.run(() => this.sweepOnce());
   }
 
   /**
