@@ -53,7 +53,7 @@ export class TcpTransport implements Fanout {
       return;
     }
     const peer = socket.remoteAddress ?? '';
-    if (!this.node.trustedProxies.has(peer)) return this.open(socket, peer, null);
+    if (!this.node.trustedProxies.has(peer)) return this.open(socket, peer, false, null);
     // A trusted balancer speaks first: a PROXY v1 header names the real client.
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), 5000);
@@ -63,16 +63,17 @@ export class TcpTransport implements Fanout {
       if (h === 'partial') return;
       clearTimeout(timer);
       socket.off('data', onData);
-      if (h === null) return this.open(socket, peer, buf);
-      this.open(socket, h.address || peer, buf.subarray(h.length));
+      // No header: the trusted peer is itself the client. A header (even `PROXY UNKNOWN`) means forwarded.
+      if (h === null) return this.open(socket, peer, false, buf);
+      this.open(socket, h.address || peer, true, buf.subarray(h.length));
     };
     socket.on('data', onData);
     socket.once('close', () => clearTimeout(timer));
     socket.on('error', () => undefined);
   }
 
-  private open(socket: Socket, address: string, early: Buffer | null): void {
-    const a = clientAddress(socket.remoteAddress ?? '', address);
+  private open(socket: Socket, address: string, forwarded: boolean, early: Buffer | null): void {
+    const a = clientAddress(socket.remoteAddress ?? '', address, forwarded);
     if (!this.node.admit(a)) {
       socket.end(T.TOO_MANY_CONNECTIONS + '\n');
       setTimeout(() => socket.destroy(), 1000).unref();

@@ -12,7 +12,7 @@ import { isFrameError, parseClientFrame } from '../protocol/frames.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
 import * as T from '../protocol/text.js';
 import { healthz, readyz } from '../health.js';
-import { addressFromXff, clientAddress, type ClientAddress } from '../clientip.js';
+import { clientAddress, resolveXff, type ClientAddress } from '../clientip.js';
 
 /**
  * The npm build we install silently falls back to a slow JavaScript shim when
@@ -218,7 +218,8 @@ export class UwsTransport implements Fanout {
     req.forEach((k, v) => {
       if (k === 'x-forwarded-for') xff.push(v);
     });
-    const address = clientAddress(peer, addressFromXff(peer, xff.join(','), this.node.trustedProxies));
+    const r = resolveXff(peer, xff, this.node.trustedProxies);
+    const address = clientAddress(peer, r.ip, r.forwarded);
     if (this.node.isDraining()) {
       this.metrics.framesRejected.inc({ reason: 'draining' });
       res.writeStatus('503 Service Unavailable').end('draining\n');
