@@ -10,9 +10,25 @@ import { clientAddress, parseProxyV1, type ClientAddress } from '../clientip.js'
 import type { ChatNode, Client, Conn, Fanout } from '../node.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
 import * as T from '../protocol/text.js';
+import { listenError } from '../startup.js';
 
 const NL = 0x0a;
 const CR = 0x0d;
+
+/**
+ * How many bytes at the end of `b` start a UTF-8 character without finishing it (0 if none):
+ * a read that ended mid-character. Bytes that could never finish one are not counted (they are
+ * invalid input, found when the message is decoded).
+ */
+export function truncatedUtf8Tail(b: Uint8Array): number {
+  for (let i = 1; i <= Math.min(3, b.length); i++) {
+    const byte = b[b.length - i] as number;
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back for the lead
+    const need = byte >= 0xc2 && byte <= 0xdf ? 2 : byte >= 0xe0 && byte <= 0xef ? 3 : byte >= 0xf0 && byte <= 0xf4 ? 4 : 0;
+    return need > i ? i : 0;
+  }
+  return 0;
+}
 
 export class TcpTransport implements Fanout {
   private readonly server: Server;
@@ -29,11 +45,13 @@ export class TcpTransport implements Fanout {
     this.server.on('error', (e) => log.error({ err: e }, 'tcp server error'));
   }
 
+  /** Node never shares a port (no SO_REUSEPORT): a port in use rejects with a StartupError (exit 2). */
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.config.tcpPort, this.config.host, () => {
-        this.server.off('error', reject);
+      const failed = (e: unknown): void => reject(listenError('TCP_PORT', this.config.host, this.config.tcpPort, e));
+      this.server.once('error', failed);
+      this.server.listen({ port: this.config.tcpPort, host: this.config.host, exclusive: true }, () => {
+        this.server.off('error', failed);
         const addr = this.server.address();
         resolve(typeof addr === 'object' && addr ? addr.port : this.config.tcpPort);
       });
@@ -193,8 +211,20 @@ export class TcpConn implements Conn {
   feed(chunk: Buffer): void {
     if (this.gone || !this.client) return;
     if (this.mode === 'unknown') this.mode = chunk.includes(NL) ? 'line' : 'raw';
-    if (this.mode === 'raw') return this.message(chunk);
     const max = this.t.config.maxFrameBytes;
+    if (this.mode === 'raw') {
+      // One read is one message, but a read that ends mid-character is not a whole answer: the
+      // seed's client sends valid UTF-8, so the rest is coming. Held up to MAX_FRAME_BYTES.
+      const bytes = this.pendingLen > 0 ? Buffer.concat([...this.pending, chunk]) : chunk;
+      this.pending = [];
+      this.pendingLen = 0;
+      if (bytes.length <= max && truncatedUtf8Tail(bytes) > 0) {
+        this.pending.push(bytes === chunk ? Buffer.from(chunk) : bytes); // copy: `chunk` is not ours to keep
+        this.pendingLen = bytes.length;
+        return;
+      }
+      return this.message(bytes);
+    }
     let start = 0;
     for (let nl = chunk.indexOf(NL); nl >= 0; nl = chunk.indexOf(NL, start)) {
       const piece = chunk.subarray(start, nl);
