@@ -42,7 +42,6 @@ export class TcpTransport implements Fanout {
     readonly log: Logger,
   ) {
     this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 }, (socket) => this.accept(socket));
-    this.server.on('error', (e) => log.error({ err: e }, 'tcp server error'));
   }
 
   /** Node never shares a port (no SO_REUSEPORT): a port in use rejects with a StartupError (exit 2). */
@@ -52,6 +51,8 @@ export class TcpTransport implements Fanout {
       this.server.once('error', failed);
       this.server.listen({ port: this.config.tcpPort, host: this.config.host, exclusive: true }, () => {
         this.server.off('error', failed);
+        // Later errors (e.g. EMFILE on accept) are logged; a failed listen is the caller's.
+        this.server.on('error', (e) => this.log.error({ err: e }, 'tcp server error'));
         const addr = this.server.address();
         resolve(typeof addr === 'object' && addr ? addr.port : this.config.tcpPort);
       });
