@@ -4,7 +4,7 @@
 // scrypt runs. Peak RSS (VmHWM) over the baseline (VmRSS) must stay within what the bounds allow.
 //
 // The budget, term by term:
-// - scrypt: SCRYPT_N=16384, r=8 is 128·N·r = 16 MiB a hash, at most 2 at a time (passwords.ts).
+// - scrypt: SCRYPT_N=16384, r=8 is 128·N·r = 16 MiB a hash, at most 2 at a time (SCRYPT_CONCURRENCY).
 //   The gateway runs with MALLOC_MMAP_THRESHOLD_=131072 here (as the Dockerfile should): without
 //   it glibc's sliding mmap threshold keeps each freed 16 MiB scrypt buffer in the arena of the
 //   thread-pool thread that ran it (4 threads, up to 64 MiB held for good: 100 creates alone then
@@ -86,6 +86,7 @@ test('memory: 100 connections × (create + 70 lines of 16,000 bytes): queued inp
     env: {
       TRUSTED_PROXIES: '127.0.0.1',
       SCRYPT_N: '16384',
+      SCRYPT_CONCURRENCY: String(SCRYPT_AT_ONCE),
       MAX_QUEUED_INPUT_BYTES: String(CAP),
       MALLOC_MMAP_THRESHOLD_: '131072',
     },
