@@ -1,51 +1,140 @@
 // Who the client really is, and how many connections it holds. Behind HAProxy
 // every socket comes from the balancer, so the client's address is taken from
 // the PROXY protocol (TCP) or X-Forwarded-For (WebSocket), but only when the
-// socket's peer is a trusted proxy (TRUSTED_PROXIES: IPs or IPv4 CIDRs).
+// socket's peer is a trusted proxy (TRUSTED_PROXIES: IPs or CIDRs, IPv4 or IPv6).
 import { isIP } from 'node:net';
 
-const stripV4Mapped = (ip: string): string => (ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip);
+/** An IPv4-mapped IPv6 address (`::ffff:1.2.3.4`, also spelled `::ffff:102:304`) as the IPv4 address it is. */
+function stripV4Mapped(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  const g = expandV6(ip);
+  if (g === null || g.slice(0, 5).some((x) => x !== 0) || g[5] !== 0xffff) return ip;
+  const hi = g[6] as number;
+  const lo = g[7] as number;
+  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+}
 
 function v4ToInt(ip: string): number {
   return ip.split('.').reduce((acc, o) => (acc << 8) + Number(o), 0) >>> 0;
 }
 
-type Matcher = (ip: string) => boolean;
+/** An IP as a family and a number (IPv6: 128 bits), or null when it is not an IP. IPv4-mapped is IPv4. */
+function ipValue(ip: string): { v: 4 | 6; n: bigint } | null {
+  return literalValue(stripV4Mapped(ip));
+}
 
-function matcher(spec: string): Matcher {
-  const [base, bits] = spec.split('/');
-  if (bits !== undefined && base !== undefined && isIP(base) === 4) {
-    const n = Number(bits);
-    const mask = n === 0 ? 0 : (~0 << (32 - n)) >>> 0;
-    const net = v4ToInt(base) & mask;
-    return (ip) => isIP(ip) === 4 && (v4ToInt(ip) & mask) === net;
+/** As ipValue, but an IPv4-mapped IPv6 address stays IPv6. */
+function literalValue(a: string): { v: 4 | 6; n: bigint } | null {
+  const fam = isIP(a);
+  if (fam === 4) return { v: 4, n: BigInt(v4ToInt(a)) };
+  if (fam !== 6) return null;
+  const groups = expandV6(a);
+  return groups === null ? null : { v: 6, n: groups.reduce((acc, g) => (acc << 16n) | BigInt(g), 0n) };
+}
+
+/** One TRUSTED_PROXIES entry: an address, or a network (CIDR). */
+export interface Cidr {
+  v: 4 | 6;
+  /** The network, host bits cleared. */
+  net: bigint;
+  bits: number;
+}
+
+export class InvalidProxySpec extends Error {}
+
+/**
+ * Parse one TRUSTED_PROXIES entry: `10.1.2.3`, `10.0.0.0/8`, `2001:db8::1`, `2001:db8::/32`
+ * (an IPv4-mapped IPv6 network `::ffff:a.b.c.d/n`, n ≥ 96, is the IPv4 network it maps).
+ * Anything else (a prefix past 32 or 128, a hostname, a port) throws: a typo must not trust
+ * more than meant.
+ */
+export function parseCidr(spec: string): Cidr {
+  const s = spec.trim();
+  const slash = s.indexOf('/');
+  const base = slash < 0 ? s : s.slice(0, slash);
+  const bitsText = slash < 0 ? null : s.slice(slash + 1);
+  if (base.includes('%')) throw new InvalidProxySpec(`"${spec}" is not an IP address or CIDR (zone IDs are not allowed)`);
+  let value = literalValue(base);
+  if (value === null) throw new InvalidProxySpec(`"${spec}" is not an IP address or CIDR`);
+  let max = value.v === 4 ? 32 : 128;
+  let bits = max;
+  if (bitsText !== null) {
+    if (!/^[0-9]{1,3}$/.test(bitsText) || Number(bitsText) > max)
+      throw new InvalidProxySpec(`"${spec}": the prefix length must be 0 to ${max} for an IPv${value.v} network`);
+    bits = Number(bitsText);
   }
-  const exact = stripV4Mapped(spec);
-  return (ip) => ip === exact;
+  // ::ffff:10.0.0.0/104 is 10.0.0.0/8 (a plain ::ffff:a.b.c.d already became IPv4 above).
+  if (value.v === 6 && value.n >> 32n === 0xffffn && bits >= 96) {
+    value = { v: 4, n: value.n & 0xffffffffn };
+    bits -= 96;
+    max = 32;
+  }
+  const mask = bits === 0 ? 0n : ((1n << BigInt(bits)) - 1n) << BigInt(max - bits);
+  return { v: value.v, net: value.n & mask, bits };
+}
+
+/** Parse a whole TRUSTED_PROXIES list; throws InvalidProxySpec naming the first bad entry. */
+export function parseTrustedProxies(specs: readonly string[]): Cidr[] {
+  return specs.map(parseCidr);
+}
+
+/** Whether `ip` (an address, any spelling, IPv4-mapped or not) lies in `c`. */
+export function cidrContains(c: Cidr, ip: string): boolean {
+  const a = ipValue(ip);
+  if (a === null || a.v !== c.v) return false;
+  const max = c.v === 4 ? 32 : 128;
+  return a.n >> BigInt(max - c.bits) === c.net >> BigInt(max - c.bits);
 }
 
 export class TrustedProxies {
-  private readonly matchers: Matcher[];
+  private readonly cidrs: Cidr[];
+  /** Throws InvalidProxySpec on a bad entry (config.ts validates the same list first). */
   constructor(specs: readonly string[]) {
-    this.matchers = specs.map(matcher);
+    this.cidrs = parseTrustedProxies(specs);
   }
   has(ip: string): boolean {
-    const a = stripV4Mapped(ip);
-    return this.matchers.some((m) => m(a));
+    return this.cidrs.some((c) => cidrContains(c, ip));
   }
 }
 
-/** The client address for a WebSocket upgrade: the nearest untrusted hop of X-Forwarded-For. */
-export function addressFromXff(peer: string, xff: string, trusted: TrustedProxies): string {
+/**
+ * One X-Forwarded-For hop as an address: a bare IPv4 or IPv6 address, also `[v6]`, `[v6]:port`
+ * or `v4:port` as some proxies write them. Anything else (`unknown`, a hostname, garbage): null.
+ */
+export function parseHop(hop: string): string | null {
+  let s = hop.trim();
+  const bracket = /^\[([^\]]+)\](?::[0-9]{1,5})?$/.exec(s);
+  if (bracket) s = bracket[1] as string;
+  else if (/^[0-9.]+:[0-9]{1,5}$/.test(s)) s = s.slice(0, s.indexOf(':'));
+  if (s.includes('%')) return null;
+  const a = stripV4Mapped(s);
+  return isIP(a) === 0 ? null : a;
+}
+
+/** Where an address came from: `forwarded` when a trusted proxy named it (XFF or PROXY header). */
+export interface Resolved {
+  ip: string;
+  forwarded: boolean;
+}
+
+/**
+ * The client address for a WebSocket upgrade, from the socket's peer and every X-Forwarded-For
+ * header in order (`xff`: one string per header). Only a trusted peer's headers count. The walk
+ * goes from the right: each trusted hop vouches for the one before it, and the first hop that is
+ * not trusted is the client. It stops at the first unparseable hop: the client is then the last
+ * address reached (the proxy that passed the garbage on), never anything further left.
+ * `forwarded` is true as soon as a trusted peer sent a header at all.
+ */
+export function resolveXff(peer: string, xff: readonly string[], trusted: TrustedProxies): Resolved {
   let ip = stripV4Mapped(peer);
-  if (xff === '' || !trusted.has(ip)) return ip;
-  const hops = xff
-    .split(',')
-    .map((s) => stripV4Mapped(s.trim()))
-    .filter((s) => isIP(s) !== 0);
-  // Walk from the right: each trusted hop vouches for the one before it.
-  while (hops.length > 0 && trusted.has(ip)) ip = hops.pop() as string;
-  return ip;
+  if (xff.length === 0 || !trusted.has(ip)) return { ip, forwarded: false };
+  const hops = xff.join(',').split(',');
+  while (hops.length > 0 && trusted.has(ip)) {
+    const hop = parseHop(hops.pop() as string);
+    if (hop === null) break;
+    ip = hop;
+  }
+  return { ip, forwarded: true };
 }
 
 /**
@@ -63,11 +152,16 @@ export function parseProxyV1(buf: Buffer): { address: string; length: number } |
   const length = end + 2;
   if (parts[1] === 'UNKNOWN') return { address: '', length };
   const src = parts[2] ?? '';
-  if (parts.length !== 6 || (parts[1] !== 'TCP4' && parts[1] !== 'TCP6') || isIP(src) === 0) return null;
-  return { address: src, length };
+  const family = parts[1] === 'TCP4' ? 4 : parts[1] === 'TCP6' ? 6 : 0;
+  if (parts.length !== 6 || family === 0 || isIP(src) !== family || src.includes('%')) return null;
+  return { address: stripV4Mapped(src), length };
 }
 
-export const isLoopback = (ip: string): boolean => ip === '::1' || ip.startsWith('127.');
+/** 127.0.0.0/8 or ::1, however spelled. */
+export function isLoopback(ip: string): boolean {
+  const a = ipValue(ip);
+  return a !== null && (a.v === 4 ? a.n >> 24n === 127n : a.n === 1n);
+}
 
 /** Who a connection is, for per-address budgets and limits. */
 export interface ClientAddress {
@@ -108,11 +202,16 @@ export function expandV6(ip: string): number[] | null {
   return all.length === 8 && all.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? all : null;
 }
 
-/** `resolved`: the address the transport settled on; `peer`: the socket's own peer. */
-export function clientAddress(peer: string, resolved: string): ClientAddress {
+/**
+ * `peer`: the socket's own peer; `resolved`: the address the transport settled on; `forwarded`:
+ * a trusted proxy named it (X-Forwarded-For or a PROXY header). Only a loopback peer that
+ * forwarded nothing is exempt: a forwarded 127.0.0.1 (or a walk that ended back at the loopback
+ * proxy) is a remote client like any other.
+ */
+export function clientAddress(peer: string, resolved: string, forwarded: boolean): ClientAddress {
   const p = stripV4Mapped(peer);
   const ip = stripV4Mapped(resolved);
-  return { ip, key: addressKey(ip), exempt: ip === p && (isLoopback(p) || p === '') };
+  return { ip, key: addressKey(ip), exempt: !forwarded && ip === p && isLoopback(p) };
 }
 
 /** Connections per client address. 0 = unlimited; exempt addresses are never limited. */

@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { nanoid } from 'nanoid';
+import { InvalidProxySpec, parseTrustedProxies } from './clientip.js';
 
 export interface Config {
   host: string;
@@ -100,6 +101,13 @@ export function loadConfig(env: Env = process.env): Config {
   const previous = env['CHAT_SECRET_PREVIOUS']?.trim() || null;
   if (previous !== null && previous.length < 16) throw new ConfigError('CHAT_SECRET_PREVIOUS must be at least 16 characters');
   if (previous !== null && secret === null) throw new ConfigError('CHAT_SECRET_PREVIOUS needs CHAT_SECRET (the new secret)');
+  const trustedProxies = list(env, 'TRUSTED_PROXIES') ?? [];
+  try {
+    parseTrustedProxies(trustedProxies);
+  } catch (e) {
+    if (e instanceof InvalidProxySpec) throw new ConfigError(`TRUSTED_PROXIES must be comma-separated IPs or CIDRs (IPv4 or IPv6): ${e.message}`);
+    throw e;
+  }
   const scryptN = int(env, 'SCRYPT_N', 131072, 2, 1 << 22);
   if ((scryptN & (scryptN - 1)) !== 0) throw new ConfigError('SCRYPT_N must be a power of two');
   return {
@@ -120,7 +128,7 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitPerSec: int(env, 'RATE_LIMIT_PER_SEC', 20, 0, 1_000_000),
     rateLimitBurst: int(env, 'RATE_LIMIT_BURST', 40, 1, 1_000_000),
     maxConnectionsPerIp: int(env, 'MAX_CONNECTIONS_PER_IP', 256, 0, 10_000_000),
-    trustedProxies: list(env, 'TRUSTED_PROXIES') ?? [],
+    trustedProxies,
     allowedOrigins: list(env, 'ALLOWED_ORIGINS'),
     scryptN,
     maxNameLength: int(env, 'MAX_NAME_LENGTH', 32, 1, 256),

@@ -1,10 +1,12 @@
 // Wiring only: config → engine → node → transports → metrics, and shutdown.
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { lockDataDir } from './datalock.js';
 import type { Engine } from './engine/engine.js';
 import { MemoryEngine } from './engine/memory.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import { ChatNode } from './node.js';
+import { StartupError, listenError } from './startup.js';
 import { TcpTransport } from './transport/tcp.js';
 import { UwsTransport, assertNativeUws } from './transport/uws.js';
 
@@ -37,6 +39,21 @@ async function main(): Promise<void> {
   const metrics = new Metrics(config.nodeId);
   if (config.secretIsEphemeral) log.info('CHAT_SECRET unset: resume tokens are valid on this process only');
 
+  try {
+    await start(config, log, metrics);
+  } catch (e) {
+    if (!(e instanceof StartupError)) throw e;
+    // Something else holds what this node needs (its port, its DATA_DIR): a conflict, not a crash.
+    log.fatal(e.details, e.message);
+    log.flush();
+    process.exit(2);
+  }
+}
+
+async function start(config: Config, log: Logger, metrics: Metrics): Promise<void> {
+  const embedded = !config.redisUrl && !config.redisClusterNodes;
+  // One embedded node per journal (released on exit).
+  if (embedded) lockDataDir(config.dataDir);
   const engine = await createEngine(config, log, metrics);
   await engine.start();
   if (engine instanceof MemoryEngine && engine.droppedBytesAtStart > 0)
@@ -55,7 +72,9 @@ async function main(): Promise<void> {
     node.addFanout(tcp);
     tcpPort = await tcp.listen();
   }
-  const metricsServer = await serveMetrics(metrics, config.host, config.metricsPort);
+  const metricsServer = await serveMetrics(metrics, config.host, config.metricsPort).catch((e: unknown) => {
+    throw listenError('METRICS_PORT', config.host, config.metricsPort, e);
+  });
   log.info({ port, tcpPort, metricsPort: metricsServer.port, engine: engine.kind, dataDir: engine.kind === 'memory' ? config.dataDir : undefined }, '[LISTENING]');
 
   let stopping = false;

@@ -10,9 +10,25 @@ import { clientAddress, parseProxyV1, type ClientAddress } from '../clientip.js'
 import type { ChatNode, Client, Conn, Fanout } from '../node.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
 import * as T from '../protocol/text.js';
+import { listenError } from '../startup.js';
 
 const NL = 0x0a;
 const CR = 0x0d;
+
+/**
+ * How many bytes at the end of `b` start a UTF-8 character without finishing it (0 if none):
+ * a read that ended mid-character. Bytes that could never finish one are not counted (they are
+ * invalid input, found when the message is decoded).
+ */
+export function truncatedUtf8Tail(b: Uint8Array): number {
+  for (let i = 1; i <= Math.min(3, b.length); i++) {
+    const byte = b[b.length - i] as number;
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back for the lead
+    const need = byte >= 0xc2 && byte <= 0xdf ? 2 : byte >= 0xe0 && byte <= 0xef ? 3 : byte >= 0xf0 && byte <= 0xf4 ? 4 : 0;
+    return need > i ? i : 0;
+  }
+  return 0;
+}
 
 export class TcpTransport implements Fanout {
   private readonly server: Server;
@@ -26,14 +42,17 @@ export class TcpTransport implements Fanout {
     readonly log: Logger,
   ) {
     this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 }, (socket) => this.accept(socket));
-    this.server.on('error', (e) => log.error({ err: e }, 'tcp server error'));
   }
 
+  /** Node never shares a port (no SO_REUSEPORT): a port in use rejects with a StartupError (exit 2). */
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.config.tcpPort, this.config.host, () => {
-        this.server.off('error', reject);
+      const failed = (e: unknown): void => reject(listenError('TCP_PORT', this.config.host, this.config.tcpPort, e));
+      this.server.once('error', failed);
+      this.server.listen({ port: this.config.tcpPort, host: this.config.host, exclusive: true }, () => {
+        this.server.off('error', failed);
+        // Later errors (e.g. EMFILE on accept) are logged; a failed listen is the caller's.
+        this.server.on('error', (e) => this.log.error({ err: e }, 'tcp server error'));
         const addr = this.server.address();
         resolve(typeof addr === 'object' && addr ? addr.port : this.config.tcpPort);
       });
@@ -53,7 +72,7 @@ export class TcpTransport implements Fanout {
       return;
     }
     const peer = socket.remoteAddress ?? '';
-    if (!this.node.trustedProxies.has(peer)) return this.open(socket, peer, null);
+    if (!this.node.trustedProxies.has(peer)) return this.open(socket, peer, false, null);
     // A trusted balancer speaks first: a PROXY v1 header names the real client.
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), 5000);
@@ -63,16 +82,17 @@ export class TcpTransport implements Fanout {
       if (h === 'partial') return;
       clearTimeout(timer);
       socket.off('data', onData);
-      if (h === null) return this.open(socket, peer, buf);
-      this.open(socket, h.address || peer, buf.subarray(h.length));
+      // No header: the trusted peer is itself the client. A header (even `PROXY UNKNOWN`) means forwarded.
+      if (h === null) return this.open(socket, peer, false, buf);
+      this.open(socket, h.address || peer, true, buf.subarray(h.length));
     };
     socket.on('data', onData);
     socket.once('close', () => clearTimeout(timer));
     socket.on('error', () => undefined);
   }
 
-  private open(socket: Socket, address: string, early: Buffer | null): void {
-    const a = clientAddress(socket.remoteAddress ?? '', address);
+  private open(socket: Socket, address: string, forwarded: boolean, early: Buffer | null): void {
+    const a = clientAddress(socket.remoteAddress ?? '', address, forwarded);
     if (!this.node.admit(a)) {
       socket.end(T.TOO_MANY_CONNECTIONS + '\n');
       setTimeout(() => socket.destroy(), 1000).unref();
@@ -192,8 +212,20 @@ export class TcpConn implements Conn {
   feed(chunk: Buffer): void {
     if (this.gone || !this.client) return;
     if (this.mode === 'unknown') this.mode = chunk.includes(NL) ? 'line' : 'raw';
-    if (this.mode === 'raw') return this.message(chunk);
     const max = this.t.config.maxFrameBytes;
+    if (this.mode === 'raw') {
+      // One read is one message, but a read that ends mid-character is not a whole answer: the
+      // seed's client sends valid UTF-8, so the rest is coming. Held up to MAX_FRAME_BYTES.
+      const bytes = this.pendingLen > 0 ? Buffer.concat([...this.pending, chunk]) : chunk;
+      this.pending = [];
+      this.pendingLen = 0;
+      if (bytes.length <= max && truncatedUtf8Tail(bytes) > 0) {
+        this.pending.push(bytes === chunk ? Buffer.from(chunk) : bytes); // copy: `chunk` is not ours to keep
+        this.pendingLen = bytes.length;
+        return;
+      }
+      return this.message(bytes);
+    }
     let start = 0;
     for (let nl = chunk.indexOf(NL); nl >= 0; nl = chunk.indexOf(NL, start)) {
       const piece = chunk.subarray(start, nl);

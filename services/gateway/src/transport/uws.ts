@@ -12,7 +12,8 @@ import { isFrameError, parseClientFrame } from '../protocol/frames.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
 import * as T from '../protocol/text.js';
 import { healthz, readyz } from '../health.js';
-import { addressFromXff, clientAddress, type ClientAddress } from '../clientip.js';
+import { clientAddress, resolveXff, type ClientAddress } from '../clientip.js';
+import { listenError } from '../startup.js';
 
 /**
  * The npm build we install silently falls back to a slow JavaScript shim when
@@ -156,10 +157,19 @@ export class UwsTransport implements Fanout {
     }
   }
 
+  /**
+   * Listen with an exclusive port: uWS sets SO_REUSEPORT by default, so a second gateway on the
+   * same PORT would start and take half the connections. Rejects with a StartupError (exit 2).
+   */
   listen(): Promise<number> {
+    const { host, port } = this.config;
+    const exclusive = (uWS as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT?: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
+    if (exclusive === undefined) throw new Error('this uWebSockets.js build has no LIBUS_LISTEN_EXCLUSIVE_PORT');
+    // The typings lack the (host, port, options, cb) form the native build takes.
+    const listen = this.app.listen as unknown as (h: string, p: number, o: number, cb: (ls: uWS.us_listen_socket | false) => void) => void;
     return new Promise((resolve, reject) => {
-      this.app.listen(this.config.host, this.config.port, (ls) => {
-        if (!ls) return reject(new Error(`cannot listen on ${this.config.host}:${this.config.port}`));
+      listen.call(this.app, host, port, exclusive, (ls) => {
+        if (!ls) return reject(listenError('PORT', host, port, null));
         this.listenSocket = ls;
         resolve(uWS.us_socket_local_port(ls));
       });
@@ -218,7 +228,8 @@ export class UwsTransport implements Fanout {
     req.forEach((k, v) => {
       if (k === 'x-forwarded-for') xff.push(v);
     });
-    const address = clientAddress(peer, addressFromXff(peer, xff.join(','), this.node.trustedProxies));
+    const r = resolveXff(peer, xff, this.node.trustedProxies);
+    const address = clientAddress(peer, r.ip, r.forwarded);
     if (this.node.isDraining()) {
       this.metrics.framesRejected.inc({ reason: 'draining' });
       res.writeStatus('503 Service Unavailable').end('draining\n');
