@@ -149,6 +149,8 @@ export class ChatNode {
     if (cap > 0 && bytes > 0 && c.queuedBytes + bytes > cap) {
       this.metrics.admissionRefusals.inc({ reason: 'queue_bytes' });
       this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.INPUT_QUEUE_FULL });
+      // A client that keeps pushing past the cap is not reading its refusals: closed like a spammer.
+      if (++c.rateStrikes > this.config.rateLimitBurst) c.conn.end(CLOSE_POLICY, 'input queue full');
       return;
     }
     c.queue.push(input);

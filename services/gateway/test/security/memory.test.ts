@@ -36,6 +36,7 @@ const MIB = 1024 * 1024;
 const SCRYPT_MIB = 16;
 const SCRYPT_AT_ONCE = 2;
 const MEMORY_GC_SLACK_MIB = 112;
+const QUEUE_FULL = 'You are sending faster than the server can read, slow down! ';
 
 /** VmRSS and VmHWM (peak) of a process, in MiB. */
 function memory(pid: number): { rss: number; hwm: number } {
@@ -76,7 +77,12 @@ function attacker(gw: Gateway, i: number, lines: number): Promise<Attacker> {
         }
         if (got.length >= 7 + lines && got.some((l) => /^Chat \d+ has been created\.$/.test(l))) resolve({ socket, lines: got });
       });
-      socket.once('close', () => reject(new Error(`client ${address} closed early after ${got.length} lines: ${got.slice(-3).join(' | ')}`)));
+      socket.once('close', () => {
+        // A client that keeps pushing past the cap is closed once a burst of refusals went unread (RATE_LIMIT_BURST, 40),
+        // its create too if that had not run yet.
+        if (got.filter((l) => l === QUEUE_FULL).length >= 40) resolve({ socket, lines: got });
+        else reject(new Error(`client ${address} closed early after ${got.length} lines: ${got.slice(-3).join(' | ')}`));
+      });
       socket.on('error', () => undefined);
     }),
     120_000,
@@ -106,12 +112,16 @@ test('memory: 100 connections × (create + 70 lines of 16,000 bytes): queued inp
     const seconds = (Date.now() - started) / 1000;
     const peak = memory(pid);
 
-    // Every connection was answered in full, and the cap did the refusing.
-    const refused = all.reduce((n, a) => n + a.lines.filter((l) => l === 'You are sending faster than the server can read, slow down! ').length, 0);
+    // Every connection was answered (one answer per long line) or closed after a burst of unread refusals; the cap did the refusing.
+    const refused = all.reduce((n, a) => n + a.lines.filter((l) => l === QUEUE_FULL).length, 0);
     const tooLong = all.reduce((n, a) => n + a.lines.filter((l) => l === 'Message too long, try again! ').length, 0);
-    assert.equal(refused + tooLong, CONNS * LINES, 'one answer per long line');
+    assert.ok(refused + tooLong <= CONNS * LINES, 'at most one answer per long line');
+    for (const a of all) {
+      const answers = a.lines.filter((l) => l === QUEUE_FULL || l === 'Message too long, try again! ').length;
+      assert.ok(answers === LINES || a.lines.filter((l) => l === QUEUE_FULL).length >= 40, `answered in full or closed for not reading (${answers})`);
+    }
     const metrics = parseMetrics((await gw.http('/metrics', gw.metricsPort)).body);
-    assert.equal(metrics.get('chat_admission_refusals_total{reason="queue_bytes"}'), refused);
+    assert.ok((metrics.get('chat_admission_refusals_total{reason="queue_bytes"}') ?? 0) >= refused, 'every refusal counted');
     // At most floor(CAP / line) lines wait behind a create; the rest of what arrives meanwhile is refused.
     assert.ok(refused >= (CONNS * LINES) / 2, `most lines arrive while the create runs and are refused (${refused})`);
 
