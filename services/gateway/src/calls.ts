@@ -154,9 +154,9 @@ export class Calls {
 
   private async create(ctx: CallContext, name: string, password: string): Promise<CallResult> {
     const { engine, config } = this;
-    if (!(await this.withinBudget('create', ctx))) return this.refuse('create_budget', 'rate_limited', T.CREATE_BUDGET, ctx);
-    // Before any scrypt: a full registry refuses at once.
+    // Before any budget or scrypt: a full registry refuses at once.
     if (config.maxGroups > 0 && (await engine.countGroups()) >= config.maxGroups) return this.refuse('group_limit', 'group_limit', T.GROUP_LIMIT, ctx);
+    if (!(await this.withinBudget('create', ctx))) return this.refuse('create_budget', 'rate_limited', T.CREATE_BUDGET, ctx);
     const hashed = await this.work.submit({ address: ctx.address, kind: 'create', gone: ctx.gone }, () => hashPassword(password, config.scryptN));
     if (!hashed.ok) return hashed.reason === 'busy' ? this.refuse('busy', 'busy', T.BUSY, ctx) : { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
     // A client that left while its password was hashed gets no group: nothing is stored for nobody.
@@ -224,10 +224,19 @@ export class Calls {
       suspect = attempt.failures > 1;
     }
     // Another join with this password may have started while the attempt was counted: share it.
-    const outcome = await (this.shareCheck(rec, mac, ctx) ?? this.startCheck(rec, password, mac, suspect, ctx));
+    let outcome: AuthOutcome;
+    try {
+      outcome = await (this.shareCheck(rec, mac, ctx) ?? this.startCheck(rec, password, mac, suspect, ctx));
+    } catch (e) {
+      if (limited) await this.engine.throttle.authRelease(rec.id, ctx.address.key).catch(() => undefined);
+      throw e;
+    }
     if (outcome === 'ok') {
       if (limited) await this.engine.throttle.authSuccess(rec.id, ctx.address.key);
       this.remember(rec, mac);
+    } else if (outcome !== 'wrong' && limited) {
+      // `busy` or gone: no password was checked, so no wrong password is counted (PROTOCOL.md §3).
+      await this.engine.throttle.authRelease(rec.id, ctx.address.key);
     }
     return outcome;
   }

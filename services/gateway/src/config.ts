@@ -34,7 +34,7 @@ export interface Config {
   tokenTtlSeconds: number;
   /** Resume refused past this age from the original password check (renewals keep that time). */
   tokenMaxAgeSeconds: number;
-  /** A rotated-out CHAT_SECRET, still accepted for verification until `chatSecretPreviousUntil` (ms). */
+  /** A rotated-out CHAT_SECRET, still accepted for verification until `chatSecretPreviousUntil` (ms since epoch, the same on every node). */
   chatSecretPrevious: string | null;
   chatSecretPreviousUntil: number;
   /** Wrong passwords per (group, client address) within the lockout window; backoff starts after `authBackoffAfter`. */
@@ -83,6 +83,18 @@ function list(env: Env, key: string): string[] | null {
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+}
+
+/**
+ * CHAT_SECRET_PREVIOUS_UNTIL: the end of the rotation window as a moment (ISO 8601, or seconds
+ * since the epoch), not a duration, so restarts and new nodes do not open the window again.
+ */
+function previousUntil(env: Env): number {
+  const raw = env['CHAT_SECRET_PREVIOUS_UNTIL']?.trim() ?? '';
+  const t = /^[0-9]+$/.test(raw) ? Number(raw) * 1000 : Date.parse(raw);
+  if (raw === '' || !Number.isFinite(t))
+    throw new ConfigError(`CHAT_SECRET_PREVIOUS needs CHAT_SECRET_PREVIOUS_UNTIL: when the old secret stops verifying (ISO 8601 or epoch seconds), got "${raw}"`);
+  return t;
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -138,7 +150,7 @@ export function loadConfig(env: Env = process.env): Config {
     tokenTtlSeconds: int(env, 'TOKEN_TTL_SECONDS', 86_400, 60, 30 * 86_400),
     tokenMaxAgeSeconds: int(env, 'TOKEN_MAX_AGE_SECONDS', 7 * 86_400, 1, 365 * 86_400),
     chatSecretPrevious: previous,
-    chatSecretPreviousUntil: previous === null ? 0 : Date.now() + int(env, 'CHAT_SECRET_PREVIOUS_SECONDS', 86_400, 1, 365 * 86_400) * 1000,
+    chatSecretPreviousUntil: previous === null ? 0 : previousUntil(env),
     authMaxFailures: int(env, 'AUTH_MAX_FAILURES', 10, 0, 1_000_000),
     authLockoutSeconds: int(env, 'AUTH_LOCKOUT_SECONDS', 900, 1, 86_400),
     authBackoffAfter: int(env, 'AUTH_BACKOFF_AFTER', 3, 0, 1_000_000),

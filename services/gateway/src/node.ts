@@ -146,7 +146,8 @@ export class ChatNode {
       return;
     }
     const cap = this.config.maxQueuedInputBytes;
-    if (cap > 0 && bytes > 0 && c.queuedBytes + bytes > cap) {
+    // Only input that has to wait counts: on an idle connection it runs at once (pump below).
+    if (cap > 0 && bytes > 0 && c.busy && c.queuedBytes + bytes > cap) {
       this.metrics.admissionRefusals.inc({ reason: 'queue_bytes' });
       this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.INPUT_QUEUE_FULL });
       // A client that keeps pushing past the cap is not reading its refusals: closed like a spammer.

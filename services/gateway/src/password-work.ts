@@ -11,14 +11,22 @@
 // - password checks go before creates (a member getting back in matters more
 //   than a new group, and creates have a budget of their own); checks from
 //   addresses that already failed for that group go after everything else,
-//   one at a time per group: guessing from many addresses is slowed, never
-//   refused, and a member with the right password is served next;
+//   one at a time per group, and at most a few wait per group: guessing from
+//   many addresses is slowed, and a member with the right password is served
+//   next. Precedence ages: a job that has waited AGING_MS moves up a rank, so
+//   nothing waits for ever behind a steady stream of higher-ranked work;
 // - work whose client has gone is dropped before it runs.
 // Exempt addresses (an unforwarded loopback peer: tests, benchmarks) are not
 // bounded, only queued.
 
 /** Addresses whose last turn is remembered (the least recently served are forgotten first). */
 const MAX_REMEMBERED = 10_000;
+/** A job that has waited this long moves up one rank (creates compete with checks after it, suspects after twice it). */
+export const AGING_MS = 2_000;
+/** Suspects' checks waiting per group (they run one at a time per group anyway); more get `busy`. */
+export const MAX_SUSPECTS_PER_GROUP = 8;
+/** Jobs looked at per address when its first ones cannot run yet (e.g. a suspect of a group already being checked). */
+const SCAN_PER_ADDRESS = 8;
 
 export interface WorkAddress {
   /** What fairness and bounds count under (the IPv4 address or the IPv6 /64). */
@@ -40,6 +48,7 @@ export type WorkResult<T> = { ok: true; value: T } | { ok: false; reason: 'busy'
 
 interface Job {
   opts: JobOptions;
+  queuedAt: number;
   run: () => Promise<unknown>;
   done: (r: WorkResult<unknown>) => void;
   /** The work itself threw (e.g. scrypt failed): the caller's error to handle. */
@@ -63,6 +72,9 @@ export class PasswordWork {
   private starts = 0;
   private readonly runningByAddress = new Map<string, number>();
   private readonly suspectRunning = new Set<string>();
+  /** Suspects' checks waiting, per group: bounded apart from the rest, so they cannot fill the queue for everyone. */
+  private readonly suspectsQueued = new Map<string, number>();
+  private suspects = 0;
   private running = 0;
   private queued = 0;
 
@@ -75,24 +87,42 @@ export class PasswordWork {
     return this.queued;
   }
 
-  submit<T>(opts: JobOptions, run: () => Promise<T>): Promise<WorkResult<T>> {
+  submit<T>(opts: JobOptions, run: () => Promise<T>, now = performance.now()): Promise<WorkResult<T>> {
     if (opts.gone()) return Promise.resolve({ ok: false, reason: 'gone' });
     const key = opts.address.key;
+    const group = opts.suspectGroup ?? null;
     if (!opts.address.exempt) {
       const { maxQueued, maxPerAddress } = this.limits;
       if (maxPerAddress > 0 && (this.queues.get(key)?.length ?? 0) >= maxPerAddress && this.dropGone(key) === 0)
         return Promise.resolve({ ok: false, reason: 'busy' });
-      if (maxQueued > 0 && this.queued >= maxQueued && this.dropGone(null) === 0) return Promise.resolve({ ok: false, reason: 'busy' });
+      if (group) {
+        // Suspects have a pool of their own (per group and in all), so guessing cannot make everyone else `busy`.
+        if ((this.suspectsQueued.get(group) ?? 0) >= MAX_SUSPECTS_PER_GROUP && this.dropGone(null) === 0) return Promise.resolve({ ok: false, reason: 'busy' });
+        if (maxQueued > 0 && this.suspects >= maxQueued && this.dropGone(null) === 0) return Promise.resolve({ ok: false, reason: 'busy' });
+      } else if (maxQueued > 0 && this.queued - this.suspects >= maxQueued && this.dropGone(null) === 0) {
+        return Promise.resolve({ ok: false, reason: 'busy' });
+      }
     }
     return new Promise<WorkResult<T>>((resolve, reject) => {
-      const job: Job = { opts, run, done: resolve as (r: WorkResult<unknown>) => void, fail: reject };
+      const job: Job = { opts, queuedAt: now, run, done: resolve as (r: WorkResult<unknown>) => void, fail: reject };
       let q = this.queues.get(key);
       if (!q) this.queues.set(key, (q = []));
       q.push(job);
-      this.queued++;
+      this.count(job, +1);
       this.onQueueLength(this.queued);
-      this.pump();
+      this.pump(now);
     });
+  }
+
+  /** Keep the queue counts (all, suspects, suspects per group) as a job comes or goes. */
+  private count(job: Job, d: 1 | -1): void {
+    this.queued += d;
+    const g = job.opts.suspectGroup;
+    if (!g) return;
+    this.suspects += d;
+    const n = (this.suspectsQueued.get(g) ?? 0) + d;
+    if (n <= 0) this.suspectsQueued.delete(g);
+    else this.suspectsQueued.set(g, n);
   }
 
   /** Drop the queued jobs of gone clients (of one address, or all); returns how many went. */
@@ -103,13 +133,13 @@ export class PasswordWork {
       if (!q) continue;
       const keep = q.filter((j) => {
         if (!j.opts.gone()) return true;
+        this.count(j, -1);
         j.done({ ok: false, reason: 'gone' });
         dropped++;
         return false;
       });
       this.setQueue(k, keep);
     }
-    this.queued -= dropped;
     if (dropped > 0) this.onQueueLength(this.queued);
     return dropped;
   }
@@ -126,36 +156,42 @@ export class PasswordWork {
     return !(g && this.suspectRunning.has(g));
   }
 
-  /** The next job to run: checks, then creates, then suspects' checks; within each, the address served least recently. */
-  private pick(): Job | null {
-    for (const rank of [0, 1, 2]) {
-      let best: { key: string; served: number } | null = null;
-      for (const [key, q] of this.queues) {
-        // Gone clients' jobs at the head are dropped here, before they cost anything.
-        while (q.length > 0 && (q[0] as Job).opts.gone()) {
-          (q.shift() as Job).done({ ok: false, reason: 'gone' });
-          this.queued--;
+  /**
+   * The next job to run: the lowest rank (checks, then creates, then suspects' checks, each
+   * moving up a rank per AGING_MS waited); among equals, the address served least recently.
+   */
+  private pick(now: number): Job | null {
+    let best: { key: string; index: number; rank: number; served: number } | null = null;
+    for (const [key, q] of this.queues) {
+      for (let i = 0; i < Math.min(q.length, SCAN_PER_ADDRESS); i++) {
+        const job = q[i] as Job;
+        // Gone clients' jobs are dropped here, before they cost anything.
+        if (job.opts.gone()) {
+          q.splice(i--, 1);
+          this.count(job, -1);
+          job.done({ ok: false, reason: 'gone' });
+          continue;
         }
-        const head = q[0];
-        if (!head || rankOf(head.opts) !== rank || !this.eligible(head)) continue;
+        if (!this.eligible(job)) continue;
+        const rank = Math.max(0, rankOf(job.opts) - Math.floor((now - job.queuedAt) / AGING_MS));
         const served = this.lastServed.get(key) ?? -1;
-        if (best === null || served < best.served) best = { key, served };
-      }
-      if (best) {
-        this.queued--;
-        this.lastServed.delete(best.key);
-        this.lastServed.set(best.key, this.starts++);
-        if (this.lastServed.size > MAX_REMEMBERED) this.lastServed.delete(this.lastServed.keys().next().value as string);
-        return (this.queues.get(best.key) as Job[]).shift() as Job;
+        if (best === null || rank < best.rank || (rank === best.rank && served < best.served)) best = { key, index: i, rank, served };
+        break; // an address's jobs run in order: the first that can run is its candidate
       }
     }
-    return null;
+    if (!best) return null;
+    const job = (this.queues.get(best.key) as Job[]).splice(best.index, 1)[0] as Job;
+    this.count(job, -1);
+    this.lastServed.delete(best.key);
+    this.lastServed.set(best.key, this.starts++);
+    if (this.lastServed.size > MAX_REMEMBERED) this.lastServed.delete(this.lastServed.keys().next().value as string);
+    return job;
   }
 
-  private pump(): void {
+  private pump(now = performance.now()): void {
     while (this.running < this.limits.concurrency) {
-      const job = this.pick();
-      // Addresses whose queues the pick emptied are forgotten (their last turn is kept).
+      const job = this.pick(now);
+      // Addresses whose queues are empty now are forgotten (their last turn is kept).
       for (const [k, q] of [...this.queues]) if (q.length === 0) this.setQueue(k, q);
       this.onQueueLength(this.queued);
       if (!job) return;

@@ -2,7 +2,7 @@
 // bounded in size (expired entries go first, then the oldest).
 import { backoffMs, type AuthAttempt, type AuthPolicy, type BudgetHit, type Throttle } from './throttle.js';
 
-/** Entries kept per map: a stranger rotating addresses cannot grow them without bound. */
+/** Entries kept per map: a stranger rotating addresses cannot grow them without bound (expired ones go when met). */
 const MAX_ENTRIES = 200_000;
 
 class ExpiringMap<V extends { until: number }> {
@@ -17,9 +17,13 @@ class ExpiringMap<V extends { until: number }> {
   }
   set(key: string, v: V, now: number): void {
     this.m.delete(key); // re-inserted last: the map stays in order of last use
+    // Full: the least recently used 1% go at once (O(1) per insert, amortised; never a scan of the whole map).
     if (this.m.size >= MAX_ENTRIES) {
-      for (const [k, old] of this.m) if (old.until <= now) this.m.delete(k);
-      while (this.m.size >= MAX_ENTRIES) this.m.delete(this.m.keys().next().value as string);
+      let n = Math.ceil(MAX_ENTRIES / 100);
+      for (const k of this.m.keys()) {
+        if (n-- <= 0) break;
+        this.m.delete(k);
+      }
     }
     this.m.set(key, v);
   }
@@ -55,5 +59,10 @@ export class MemoryThrottle implements Throttle {
 
   async authSuccess(groupId: string, address: string): Promise<void> {
     this.failures.delete(`${groupId}\0${address}`);
+  }
+
+  async authRelease(groupId: string, address: string, now = Date.now()): Promise<void> {
+    const f = this.failures.get(`${groupId}\0${address}`, now);
+    if (f && f.n > 0) f.n--;
   }
 }

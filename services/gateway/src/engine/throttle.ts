@@ -31,6 +31,8 @@ export interface Throttle {
   authAttempt(groupId: string, address: string, policy: AuthPolicy, now?: number): Promise<AuthAttempt>;
   /** The password was right: the address's failures for the group are cleared. */
   authSuccess(groupId: string, address: string): Promise<void>;
+  /** The counted attempt never got its check (`busy`, the client left, an error): take it back. */
+  authRelease(groupId: string, address: string): Promise<void>;
 }
 
 /** The wait before the next check after `failures` counted failures (0 = none). */

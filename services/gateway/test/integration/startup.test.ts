@@ -31,6 +31,10 @@ test('bad settings stop the gateway with exit code 2 and name the setting', asyn
     [{ SCRYPT_N: '1000' }, 'SCRYPT_N'],
     [{ REDIS_URL: 'redis://127.0.0.1:1' }, 'CHAT_SECRET'],
     [{ RATE_LIMIT_PER_SEC: '-1' }, 'RATE_LIMIT_PER_SEC'],
+    [{ CREATE_BUDGET: 'lots' }, 'CREATE_BUDGET'],
+    // A rotation window is a moment, required with the previous secret.
+    [{ CHAT_SECRET: 's'.repeat(32), CHAT_SECRET_PREVIOUS: 'p'.repeat(32) }, 'CHAT_SECRET_PREVIOUS_UNTIL'],
+    [{ CHAT_SECRET: 's'.repeat(32), CHAT_SECRET_PREVIOUS: 'p'.repeat(32), CHAT_SECRET_PREVIOUS_UNTIL: 'next week' }, 'CHAT_SECRET_PREVIOUS_UNTIL'],
   ] as const) {
     const { code, output } = await runGateway(env);
     assert.equal(code, 2, JSON.stringify(env));

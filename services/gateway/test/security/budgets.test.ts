@@ -37,7 +37,7 @@ test('5,000 creates from one address are cut off at the create budget; another a
 });
 
 test('text flow: a refused create says so and shows the menu again; a refused join stays at the password prompt', async () => {
-  const gw = await startGateway({ env: { ...TRUST_LOOPBACK, CREATE_BUDGET: '1', AUTH_BUDGET: '2' } });
+  const gw = await startGateway({ env: { ...TRUST_LOOPBACK, CREATE_BUDGET: '1', AUTH_BUDGET: '2', AUTH_BUDGET_WINDOW_SECONDS: '2' } });
   try {
     const t = await tcpFrom(gw, '203.0.113.7');
     await t.nextLines(MENU_LINES);
@@ -72,6 +72,17 @@ test('text flow: a refused create says so and shows the menu again; a refused jo
     assert.equal(await u.next(), 'Wrong password. Please try again! ');
     u.send('pw');
     assert.equal(await u.next(), 'Too many password attempts from your address, try again later! ');
+    // Still at the password prompt, and the refusal counted no wrong password: once the budget's
+    // window is over, the right password on this same connection gets in.
+    for (let tries = 0; ; tries++) {
+      // A person retrying every quarter second (the pace of the retry, not a wait for the gateway).
+      await new Promise((r) => setTimeout(r, 250));
+      u.send('pw');
+      const line = await u.next();
+      if (line === 'Hi Ann! welcome to group 0!') break;
+      assert.equal(line, 'Too many password attempts from your address, try again later! ');
+      assert.ok(tries < 20, 'the window ends');
+    }
     // Still at the password prompt: from another address (own budget) the right password gets in.
     const v = await tcpFrom(gw, '203.0.113.8');
     await v.nextLines(MENU_LINES);
@@ -92,31 +103,73 @@ test('text flow: a refused create says so and shows the menu again; a refused jo
 });
 
 test('the password-work bound: past the per-address queue the answer is busy at once; a JSON client in a group stays in it', async () => {
-  // A slow hash and a queue of one per address: the third create from one address is refused.
-  const gw = await startGateway({ env: { ...TRUST_LOOPBACK, SCRYPT_N: '65536', PASSWORD_QUEUE_PER_ADDRESS: '1', SCRYPT_CONCURRENCY: '1' } });
+  // One hash at a time (~0.8 s) and one waiting per address: a third create from one address is refused.
+  const gw = await startGateway({ env: { ...TRUST_LOOPBACK, SCRYPT_N: '131072', PASSWORD_QUEUE_PER_ADDRESS: '1', SCRYPT_CONCURRENCY: '1' } });
   try {
     const member = await jsonFrom(gw, '203.0.113.20');
     member.sendJson({ op: 'create', name: 'Ann', password: 'pw' });
-    const joined = await answer(member);
-    assert.equal(joined.type, 'joined');
-    const others = await Promise.all([1, 2, 3].map(() => jsonFrom(gw, '203.0.113.20')));
+    assert.equal((await answer(member)).type, 'joined');
+    const [running, waiting] = await Promise.all([1, 2].map(() => jsonFrom(gw, '203.0.113.20')));
+    running!.sendJson({ op: 'create', name: 'Bot', password: 'pw' });
+    waiting!.sendJson({ op: 'create', name: 'Bot', password: 'pw' });
+    // The queue is full for this address once a third is refused; the member's own create now is refused too.
+    const third = await jsonFrom(gw, '203.0.113.20');
     const t0 = performance.now();
-    for (const c of others) c.sendJson({ op: 'create', name: 'Bot', password: 'pw' });
+    third.sendJson({ op: 'create', name: 'Bot', password: 'pw' });
+    const refused = await answer(third);
+    assert.deepEqual([refused.code, refused.message], ['busy', 'The server is busy checking passwords, try again in a moment! ']);
     member.sendJson({ op: 'create', name: 'Ann', password: 'pw2' });
-    const answers = await Promise.all([...others, member].map((c) => answer(c)));
-    const busy = answers.filter((a) => a.code === 'busy');
-    assert.ok(busy.length >= 2, `one running, one queued, the rest busy: ${JSON.stringify(answers.map((a) => a.code ?? a.type))}`);
-    assert.equal(busy[0]?.message, 'The server is busy checking passwords, try again in a moment! ');
-    assert.ok(performance.now() - t0 < 10_000);
-    // If the member's own create was the refused one, it is still in its group and chats there.
-    const mine = answers[3];
-    if (mine?.code === 'busy') {
-      member.sendJson({ op: 'send', text: 'still here', id: 1 });
-      assert.deepEqual(JSON.parse(await member.frames.next(5000, 'ack', (f) => f.includes('"ack"'))), { type: 'ack', id: 1, seq: 1 });
-    }
+    assert.equal((await answer(member)).code, 'busy');
+    assert.ok(performance.now() - t0 < 500, 'refused at once, not after a hash');
+    member.sendJson({ op: 'send', text: 'still here', id: 1 });
+    assert.deepEqual(JSON.parse(await member.frames.next(5000, 'ack', (f) => f.includes('"ack"'))), { type: 'ack', id: 1, seq: 1 }, 'still in its group');
+    assert.equal((await answer(running!)).type, 'joined');
+    assert.equal((await answer(waiting!)).type, 'joined');
     assert.ok((await metric(gw, 'chat_admission_refusals_total', 'reason="busy"')) >= 2);
-    for (const c of [...others, member]) c.close();
+    for (const c of [running!, waiting!, third, member]) c.close();
   } finally {
+    await gw.stop();
+  }
+});
+
+test('busy is not a wrong password: a member refused busy again and again still gets in', async () => {
+  // One hash at a time and one waiting in all: two other addresses keep the queue full.
+  const gw = await startGateway({ env: { ...TRUST_LOOPBACK, SCRYPT_N: '65536', SCRYPT_CONCURRENCY: '1', PASSWORD_QUEUE_MAX: '1', AUTH_BUDGET: '0' } });
+  let stop = false;
+  try {
+    const owner = await jsonFrom(gw, '203.0.113.30');
+    owner.sendJson({ op: 'create', name: 'Owner', password: 'right' });
+    const groupId = (await answer(owner)).groupId as string;
+    const fillers = ['203.0.113.31', '203.0.113.32'].map(async (ip, i) => {
+      const c = await jsonFrom(gw, ip);
+      while (!stop) {
+        c.sendJson({ op: 'create', name: `F${i}`, password: 'x' });
+        await answer(c, 30_000);
+      }
+      c.close();
+    });
+    const member = await jsonFrom(gw, '203.0.113.40');
+    let busy = 0;
+    for (let i = 0; i < 200 && busy < 6; i++) {
+      member.sendJson({ op: 'join', name: 'Maya', groupId, password: 'right' });
+      const a = await answer(member);
+      if (a.code === 'busy') busy++;
+      else if (a.type === 'joined') {
+        // The queue had room this time: leave and try again, until enough refusals were seen.
+        member.sendJson({ op: 'exit' });
+        break;
+      }
+    }
+    stop = true;
+    await Promise.all(fillers);
+    assert.ok(busy > 3, `more busy refusals (${busy}) than AUTH_BACKOFF_AFTER (3) allows wrong passwords`);
+    const again = await jsonFrom(gw, '203.0.113.40');
+    again.sendJson({ op: 'join', name: 'Maya', groupId, password: 'right' });
+    const a = await answer(again);
+    assert.equal(a.type, 'joined', `refusals counted as wrong passwords: ${JSON.stringify(a)}`);
+    for (const c of [owner, member, again]) c.close();
+  } finally {
+    stop = true;
     await gw.stop();
   }
 });

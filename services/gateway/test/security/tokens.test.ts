@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import type { WsClient } from '../helpers/clients.js';
 import { startGateway, tempDir, type Gateway } from '../helpers/gateway.js';
 import { answer, jsonFrom } from '../helpers/forwarded.js';
-import { until } from '../helpers/wait.js';
+import { until as until_, until } from '../helpers/wait.js';
 
 const SECRET = 'token-test-secret-0123456789abcdef';
 const NEXT_SECRET = 'token-test-secret-rotated-9876543210';
@@ -102,18 +102,19 @@ test('renewal keeps the time of the password check: past TOKEN_MAX_AGE_SECONDS e
   }
 });
 
-test('CHAT_SECRET rotation: the previous secret verifies during its window, not after; tokens from before epochs still work', async () => {
+test('CHAT_SECRET rotation: the previous secret verifies until CHAT_SECRET_PREVIOUS_UNTIL, not after; tokens from before epochs still work', async () => {
   const dataDir = tempDir('chat-rotate-');
   const first = await startGateway({ env: { CHAT_SECRET: SECRET, DATA_DIR: dataDir } });
   const { c, groupId, token } = await create(first);
   c.close();
   await first.stop();
-  const rotating = await startGateway({ env: { CHAT_SECRET: NEXT_SECRET, CHAT_SECRET_PREVIOUS: SECRET, DATA_DIR: dataDir } });
-  let renewed: string;
+  // The window ends at a moment (the same for every node and every restart), here 4 s from now.
+  const until = new Date(Date.now() + 4000).toISOString();
+  const rotating = await startGateway({ env: { CHAT_SECRET: NEXT_SECRET, CHAT_SECRET_PREVIOUS: SECRET, CHAT_SECRET_PREVIOUS_UNTIL: until, DATA_DIR: dataDir } });
   try {
     const r = await resume(rotating, token);
     assert.equal(r.type, 'joined', 'the previous secret still verifies');
-    renewed = r.token as string;
+    const renewed = r.token as string;
     // A token from before epochs (no epoch, no auth time), for a group that existed when it was issued.
     const issuedAt = Date.now();
     const body = Buffer.from(JSON.stringify({ g: groupId, n: 'Old', e: issuedAt + 86_400_000 })).toString('base64url');
@@ -121,14 +122,18 @@ test('CHAT_SECRET rotation: the previous secret verifies during its window, not 
     const l = await resume(rotating, legacy);
     assert.equal(l.type, 'joined', 'a pre-epoch token for a group that existed then');
     assert.notEqual(l.token, legacy, 'renewed into a token with the epoch');
+    // Past the moment, the old secret's token is refused; the one renewed under the new secret is not.
+    await until_(async () => (await resume(rotating, token)).code === 'invalid_token', 10_000, 'the rotation window to end');
+    assert.ok(Date.now() >= Date.parse(until) - 50, 'not before the window ended');
+    assert.equal((await resume(rotating, renewed)).type, 'joined');
   } finally {
     await rotating.stop();
   }
-  const rotated = await startGateway({ env: { CHAT_SECRET: NEXT_SECRET, DATA_DIR: dataDir } });
+  // A restart does not open the window again.
+  const restarted = await startGateway({ env: { CHAT_SECRET: NEXT_SECRET, CHAT_SECRET_PREVIOUS: SECRET, CHAT_SECRET_PREVIOUS_UNTIL: until, DATA_DIR: dataDir } });
   try {
-    assert.equal((await resume(rotated, token)).code, 'invalid_token', 'the old secret is no longer accepted');
-    assert.equal((await resume(rotated, renewed)).type, 'joined', 'a token renewed under the new secret is');
+    assert.equal((await resume(restarted, token)).code, 'invalid_token');
   } finally {
-    await rotated.stop();
+    await restarted.stop();
   }
 });

@@ -18,6 +18,7 @@ const SCRIPTS = {
   // The admission throttle (throttle.ts).
   chatBudgetHit: { file: 'budget_hit', keys: 1 },
   chatAuthAttempt: { file: 'auth_attempt', keys: 2 },
+  chatAuthRelease: { file: 'auth_release', keys: 1 },
 } as const;
 
 type Arg = string | number;
@@ -45,6 +46,7 @@ export interface ScriptCommands {
   chatBudgetHit(counter: string, windowMs: Arg): Promise<[number, number]>;
   /** `owned`: the group's set of further keys (the failure hash is listed there, so it goes with the group). */
   chatAuthAttempt(failures: string, owned: string, now: Arg, windowMs: Arg, maxFailures: Arg, backoffAfter: Arg): Promise<number[]>;
+  chatAuthRelease(failures: string): Promise<number>;
 }
 
 /** One Redis server or a Redis Cluster: the engine issues the same single-slot commands on either. */

@@ -23,6 +23,11 @@ export class RedisThrottle implements Throttle {
     return { allowed: false, retryMs: Number(reply[1]), locked: Number(reply[2]) === 1 };
   }
 
+  async authRelease(groupId: string, address: string): Promise<void> {
+    if (!isGroupId(groupId)) return;
+    await this.call((r) => r.chatAuthRelease(authFailureKey(groupId, address)));
+  }
+
   async authSuccess(groupId: string, address: string): Promise<void> {
     if (!isGroupId(groupId)) return;
     await this.call((r) => r.del(authFailureKey(groupId, address)));
