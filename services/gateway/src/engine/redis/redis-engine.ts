@@ -326,10 +326,10 @@ export class RedisEngine implements Engine {
       if (passwordHash === undefined) return null;
       let epoch = h['ep'];
       if (epoch === undefined) {
-        // A group from before epochs gets one on first use; HSETNX so every node agrees on the first.
-        const k = groupKeys(id).meta;
-        await r.hsetnx(k, 'ep', newEpoch());
-        epoch = (await r.hget(k, 'ep')) ?? '';
+        // A group from before epochs gets one on first use (give_epoch.lua: the first given wins, a removed group stays removed).
+        const given = await r.chatGiveEpoch(groupKeys(id).meta, newEpoch());
+        if (given === null) return null;
+        epoch = given;
       }
       return { id, passwordHash, creator: h['c'] ?? '', createdAt: Number(h['at'] ?? 0), epoch };
     });

@@ -14,6 +14,7 @@ const SCRIPTS = {
   // Bounded growth: the group index, activity, retention.
   chatReserveGroup: { file: 'reserve_group', keys: 1 },
   chatTouchGroup: { file: 'touch_group', keys: 1 },
+  chatGiveEpoch: { file: 'give_epoch', keys: 1 },
   chatRemoveIdle: { file: 'remove_idle', keys: 4 },
   // The admission throttle (throttle.ts).
   chatBudgetHit: { file: 'budget_hit', keys: 1 },
@@ -41,6 +42,8 @@ export interface ScriptCommands {
   chatReserveGroup(index: string, id: string, now: Arg, maxGroups: Arg): Promise<number>;
   /** 1 the group exists (its `la` is now at least `now`), 0 it does not. */
   chatTouchGroup(meta: string, now: Arg): Promise<number>;
+  /** The group's epoch (given now if it had none), or null when there is no such group. */
+  chatGiveEpoch(meta: string, epoch: string): Promise<string | null>;
   /** [1, activity] kept (idle for less than retention, or a member online), [0] removed now, [-1] no such group. */
   chatRemoveIdle(meta: string, history: string, members: string, owned: string, now: Arg, retentionMs: Arg, prefix: string, indexScore: Arg): Promise<number[]>;
   chatBudgetHit(counter: string, windowMs: Arg): Promise<[number, number]>;
