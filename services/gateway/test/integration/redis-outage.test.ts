@@ -119,6 +119,8 @@ describe('a member who leaves while Redis is down', () => {
     clients.push(a, b);
     const groupId = await a.create('Ann', 'pw-ghost');
     await b.join('Ben', groupId, 'pw-ghost');
+    // Ben's presence is stored before the others are told, and `joined` comes before both.
+    await a.events.take((e) => e.type === 'member_joined' && e['name'] === 'Ben', 10_000, 'member_joined for Ben');
     assert.deepEqual(await a.who(), ['Ann', 'Ben']);
 
     await cl.redis.stop('SIGKILL');
