@@ -258,14 +258,15 @@ export class RedisEngine implements Engine {
   }
 
   /**
-   * Groups created before the index: enter every group hash found by SCAN on every master (once per
-   * Redis, marked by GROUP_INDEX_BUILT). Idempotent (ZADD NX), so several nodes starting together
-   * may all do it. Their retention period starts now.
+   * Groups missing from the index (created before it, or by a node of the previous version during a
+   * rolling upgrade): enter every group hash found by SCAN on every master, once per node start.
+   * Idempotent (ZADD NX), so several nodes starting together may all do it; GROUP_INDEX_BUILT marks
+   * that some node has. Their retention period starts now. The old one-way flag stays set (and is set
+   * by every create) so that nodes of the previous version never answer "no chats available" wrongly.
    */
   private ensureIndexed(): Promise<void> {
     if (this.indexed) return Promise.resolve();
     this.indexing ??= this.call(async (r) => {
-      if ((await r.exists(GROUP_INDEX_BUILT)) === 1) return;
       const now = this.now();
       let found = 0;
       for (const conn of this.backend?.commandConnections() ?? []) {
@@ -278,7 +279,6 @@ export class RedisEngine implements Engine {
         } while (cursor !== '0');
       }
       await r.set(GROUP_INDEX_BUILT, String(now));
-      await r.del(GROUPS_EXIST);
       this.log.info({ added: found }, '[GROUP INDEX BUILT]');
     })
       .then(() => {
@@ -310,7 +310,11 @@ export class RedisEngine implements Engine {
             if ((await r.exists(meta).catch(() => 1)) === 0) await r.zrem(GROUP_INDEX, id).catch(() => undefined);
             throw e;
           });
-          if (stored === 1) return { id, ...rec, epoch };
+          if (stored === 1) {
+            // For nodes of the previous version during a rolling upgrade (they read only this flag).
+            await r.set(GROUPS_EXIST, '1');
+            return { id, ...rec, epoch };
+          }
         }
         if (attempt === 0) this.log.warn({ groupId: id }, 'group ID already taken (ID counter behind the registry): taking the next');
       }
