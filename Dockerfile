@@ -8,7 +8,7 @@ COPY services ./services
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
-ENV NODE_ENV=production PORT=8080 TCP_PORT=7037 METRICS_PORT=9464
+ENV NODE_ENV=production PORT=8080 TCP_PORT=7037 METRICS_PORT=9464 LOOPBACK_EXEMPT=0
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -40,12 +40,22 @@ uid=$(id -u 2>/dev/null || echo unknown)
 if [ "$have_apt" = 1 ] && [ "$uid" = 0 ]; then
   echo "make test: ${missing[*]} missing; installing ${pkgs[*]} with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # The tests start their own redis-server and prometheus on free ports: the packages' services must
+  # not start (on a systemd host they would hold :6379 and :9090). policy-rc.d 101 = "do not start".
+  policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d}
+  own_policy=0
+  if [ ! -e "$policy" ] && [ -d /usr/sbin ] && printf '#!/bin/sh\nexit 101\n' >"$policy" 2>/dev/null; then
+    /bin/chmod 755 "$policy"
+    own_policy=1
+  fi
   # dpkg's progress lines go nowhere; apt's warnings and errors still show.
   if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; } </dev/null >/dev/null; then
+    [ "$own_policy" = 1 ] && /bin/rm -f "$policy"
     echo "make test: apt-get could not install ${pkgs[*]}; run this yourself, then make test again:" >&2
     echo "  apt-get update && $cmd" >&2
     exit 1
   fi
+  [ "$own_policy" = 1 ] && /bin/rm -f "$policy"
   hash -r
   mapfile -t still < <(missing_programs)
   if [ ${#still[@]} -gt 0 ]; then

@@ -208,10 +208,10 @@ export function expandV6(ip: string): number[] | null {
  * forwarded nothing is exempt: a forwarded 127.0.0.1 (or a walk that ended back at the loopback
  * proxy) is a remote client like any other.
  */
-export function clientAddress(peer: string, resolved: string, forwarded: boolean): ClientAddress {
+export function clientAddress(peer: string, resolved: string, forwarded: boolean, loopbackExempt = true): ClientAddress {
   const p = stripV4Mapped(peer);
   const ip = stripV4Mapped(resolved);
-  return { ip, key: addressKey(ip), exempt: !forwarded && ip === p && isLoopback(p) };
+  return { ip, key: addressKey(ip), exempt: loopbackExempt && !forwarded && ip === p && isLoopback(p) };
 }
 
 /** Connections per client address. 0 = unlimited; exempt addresses are never limited. */

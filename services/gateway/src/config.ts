@@ -23,6 +23,8 @@ export interface Config {
   rateLimitBurst: number;
   maxConnectionsPerIp: number;
   trustedProxies: string[];
+  /** An unforwarded loopback peer is exempt from per-address limits (tests, load tests); off where a same-host proxy or sidecar fronts the node. */
+  loopbackExempt: boolean;
   allowedOrigins: string[] | null;
   scryptN: number;
   maxNameLength: number;
@@ -142,6 +144,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxConnectionsPerIp: int(env, 'MAX_CONNECTIONS_PER_IP', 256, 0, 10_000_000),
     trustedProxies,
     allowedOrigins: list(env, 'ALLOWED_ORIGINS'),
+    loopbackExempt: int(env, 'LOOPBACK_EXEMPT', 1, 0, 1) === 1,
     scryptN,
     maxNameLength: int(env, 'MAX_NAME_LENGTH', 32, 1, 256),
     maxTextLength: int(env, 'MAX_TEXT_LENGTH', 2000, 1, 1_000_000),

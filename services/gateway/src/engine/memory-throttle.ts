@@ -49,9 +49,16 @@ export class MemoryThrottle implements Throttle {
   async authAttempt(groupId: string, address: string, policy: AuthPolicy, now = Date.now()): Promise<AuthAttempt> {
     const key = `${groupId}\0${address}`;
     const f = this.failures.get(key, now) ?? { n: 0, last: 0, until: 0 };
-    if (policy.maxFailures > 0 && f.n >= policy.maxFailures) return { allowed: false, retryMs: f.until - now, locked: true };
+    // A refused address stays recent (re-inserted), so flooding the map with new addresses evicts idle entries first, not its lockout.
+    if (policy.maxFailures > 0 && f.n >= policy.maxFailures) {
+      this.failures.set(key, f, now);
+      return { allowed: false, retryMs: f.until - now, locked: true };
+    }
     const wait = f.last + backoffMs(f.n, policy) - now;
-    if (wait > 0) return { allowed: false, retryMs: wait, locked: false };
+    if (wait > 0) {
+      this.failures.set(key, f, now);
+      return { allowed: false, retryMs: wait, locked: false };
+    }
     const next = { n: f.n + 1, last: now, until: now + policy.windowMs };
     this.failures.set(key, next, now);
     return { allowed: true, failures: next.n };

@@ -92,7 +92,7 @@ export class TcpTransport implements Fanout {
   }
 
   private open(socket: Socket, address: string, forwarded: boolean, early: Buffer | null): void {
-    const a = clientAddress(socket.remoteAddress ?? '', address, forwarded);
+    const a = clientAddress(socket.remoteAddress ?? '', address, forwarded, this.config.loopbackExempt);
     if (!this.node.admit(a)) {
       socket.end(T.TOO_MANY_CONNECTIONS + '\n');
       setTimeout(() => socket.destroy(), 1000).unref();

@@ -229,7 +229,7 @@ export class UwsTransport implements Fanout {
       if (k === 'x-forwarded-for') xff.push(v);
     });
     const r = resolveXff(peer, xff, this.node.trustedProxies);
-    const address = clientAddress(peer, r.ip, r.forwarded);
+    const address = clientAddress(peer, r.ip, r.forwarded, this.config.loopbackExempt);
     if (this.node.isDraining()) {
       this.metrics.framesRejected.inc({ reason: 'draining' });
       res.writeStatus('503 Service Unavailable').end('draining\n');

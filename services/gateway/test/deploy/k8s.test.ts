@@ -130,6 +130,8 @@ test('proxy trust matches the Service: client addresses preserved (externalTraff
   const dep = all.find((m) => m.obj.kind === 'Deployment')?.obj as unknown as { spec: { template: { spec: { containers: Container[] } } } };
   const env = dep.spec.template.spec.containers.flatMap((c) => c.env.map((e) => e.name));
   assert.ok(!env.includes('TRUSTED_PROXIES'), 'the gateway trusts no forwarding header behind an L4 Service');
+  const vars = dep.spec.template.spec.containers.flatMap((c) => c.env) as Array<{ name: string; value?: string }>;
+  assert.equal(vars.find((e) => e.name === 'LOOPBACK_EXEMPT')?.value, '0', 'a sidecar on loopback never exempts every client');
 });
 
 test('HPA: autoscaling/v2 on CPU for the gateway Deployment, above the PDB; the optional one uses a metric the adapter serves', () => {

@@ -29,7 +29,8 @@ function bin(uid: number): string {
 
 function check(dir: string): { status: number | null; out: string; ms: number } {
   const t0 = Date.now();
-  const r = spawnSync('/bin/bash', [SCRIPT], { env: { PATH: dir }, encoding: 'utf8', timeout: 10_000 });
+  // POLICY_RC_D: the script's "do not start services" file goes in the test's folder, not the host's /usr/sbin.
+  const r = spawnSync('/bin/bash', [SCRIPT], { env: { PATH: dir, POLICY_RC_D: join(dir, 'policy-rc.d') }, encoding: 'utf8', timeout: 10_000 });
   assert.equal(r.error, undefined, `check-deps did not finish: ${String(r.error)}`);
   return { status: r.status, out: `${r.stdout}${r.stderr}`, ms: Date.now() - t0 };
 }
@@ -65,13 +66,16 @@ test('root with apt-get: says what it installs, installs it non-interactively, t
   const dir = bin(0);
   // The stub "installs" by creating every program, as the real packages would.
   const create = PROGRAMS.map((p) => `printf '#!/bin/sh\\n' > ${dir}/${p}; /bin/chmod +x ${dir}/${p}`).join('; ');
-  stub(dir, 'apt-get', `echo "$DEBIAN_FRONTEND $@" >> ${dir}/apt.log\ncase "$1" in install) ${create};; esac`);
+  // It also notes whether the packages' services were told not to start (policy-rc.d answering 101).
+  const policy = `[ -x "$POLICY_RC_D" ] && { "$POLICY_RC_D"; echo "policy $?" >> ${dir}/apt.log; }`;
+  stub(dir, 'apt-get', `echo "$DEBIAN_FRONTEND $@" >> ${dir}/apt.log\ncase "$1" in install) ${policy}; ${create};; esac`);
   const r = check(dir);
   assert.equal(r.status, 0, r.out);
   assert.ok(r.out.includes(`installing ${PACKAGES} with apt-get`), r.out);
   assert.ok(r.out.includes(`installed ${PACKAGES}`), r.out);
   const log = readFileSync(join(dir, 'apt.log'), 'utf8').trim().split('\n');
-  assert.deepEqual(log, ['noninteractive update -qq', `noninteractive install -y -qq --no-install-recommends ${PACKAGES}`]);
+  assert.deepEqual(log, ['noninteractive update -qq', `noninteractive install -y -qq --no-install-recommends ${PACKAGES}`, 'policy 101']);
+  assert.ok(!existsSync(join(dir, 'policy-rc.d')), 'the policy is removed afterwards');
 });
 
 test('root, apt-get fails (offline): stops with the command to run, not a test timeout', () => {

@@ -147,6 +147,14 @@ async function exercise(): Promise<void> {
   const groupId = await a.create('Ann', 'pw');
   const b = await JsonChat.open(n1);
   await assert.rejects(b.join('Ben', groupId, 'wrong'), /wrong_password/);
+  // Guessing on another group: after AUTH_BACKOFF_AFTER (3) failures the next guess is refused (the lockout panel).
+  const target = await JsonChat.open(n0);
+  const targetId = await target.create('Tia', 'secret');
+  const guesser = await JsonChat.open(n1);
+  for (const guess of ['g1', 'g2', 'g3']) await assert.rejects(guesser.join('Eve', targetId, guess), /wrong_password/);
+  await assert.rejects(guesser.join('Eve', targetId, 'g4'), /rate_limited/);
+  target.ws.close();
+  guesser.ws.close();
   await b.join('Ben', groupId, 'pw');
   for (let i = 1; i <= 5; i++) await a.sayOk(`hello ${i}`);
   await until(() => b.messages.length === 5, 5000, 'Ben to get 5 messages across nodes');
@@ -233,6 +241,7 @@ test('every panel query returns data from a live Prometheus scraping live gatewa
       .map((s) => s.metric[label] ?? '')
       .sort();
   assert.ok((await labels('sum by (result) (chat_joins_total)', 'result')).includes('wrong_password'));
+  assert.ok((await labels('sum by (reason) (chat_admission_refusals_total)', 'reason')).includes('lockout'));
   assert.ok((await labels('sum by (reason) (chat_frames_rejected_total)', 'reason')).includes('invalid_json'));
   assert.ok((await labels('sum by (transport) (chat_slow_consumer_disconnects_total)', 'transport')).includes('ws_json'));
   assert.ok((await labels('sum by (op) (chat_engine_errors_total)', 'op')).includes('publish'));

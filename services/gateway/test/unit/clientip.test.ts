@@ -152,6 +152,7 @@ describe('the loopback exemption and budget keys', () => {
     assert.equal(clientAddress('127.0.0.1', '127.0.0.1', false).exempt, true);
     assert.equal(clientAddress('::ffff:127.0.0.1', '::ffff:127.0.0.1', false).exempt, true);
     assert.equal(clientAddress('::1', '::1', false).exempt, true);
+    assert.equal(clientAddress('127.0.0.1', '127.0.0.1', false, false).exempt, false, 'LOOPBACK_EXEMPT=0');
     assert.equal(clientAddress('127.0.0.2', '127.0.0.2', false).exempt, true);
     assert.equal(clientAddress('198.51.100.7', '198.51.100.7', false).exempt, false);
     // Forwarded: never, whatever the address (X-Forwarded-For: 127.0.0.1; a walk that ended at the proxy itself).

@@ -18,7 +18,7 @@ const SCRIPTS = {
   chatRemoveIdle: { file: 'remove_idle', keys: 4 },
   // The admission throttle (throttle.ts).
   chatBudgetHit: { file: 'budget_hit', keys: 1 },
-  chatAuthAttempt: { file: 'auth_attempt', keys: 2 },
+  chatAuthAttempt: { file: 'auth_attempt', keys: 3 },
   chatAuthRelease: { file: 'auth_release', keys: 1 },
 } as const;
 
@@ -48,7 +48,7 @@ export interface ScriptCommands {
   chatRemoveIdle(meta: string, history: string, members: string, owned: string, now: Arg, retentionMs: Arg, prefix: string, indexScore: Arg): Promise<number[]>;
   chatBudgetHit(counter: string, windowMs: Arg): Promise<[number, number]>;
   /** `owned`: the group's set of further keys (the failure hash is listed there, so it goes with the group). */
-  chatAuthAttempt(failures: string, owned: string, now: Arg, windowMs: Arg, maxFailures: Arg, backoffAfter: Arg): Promise<number[]>;
+  chatAuthAttempt(failures: string, owned: string, meta: string, now: Arg, windowMs: Arg, maxFailures: Arg, backoffAfter: Arg): Promise<number[]>;
   chatAuthRelease(failures: string): Promise<number>;
 }
 

@@ -17,7 +17,7 @@ export class RedisThrottle implements Throttle {
   async authAttempt(groupId: string, address: string, policy: AuthPolicy, now = Date.now()): Promise<AuthAttempt> {
     if (!isGroupId(groupId)) return { allowed: false, retryMs: policy.windowMs, locked: true };
     const reply = await this.call((r) =>
-      r.chatAuthAttempt(authFailureKey(groupId, address), groupKeys(groupId).owned, now, Math.max(1, Math.ceil(policy.windowMs)), policy.maxFailures, policy.backoffAfter),
+      r.chatAuthAttempt(authFailureKey(groupId, address), groupKeys(groupId).owned, groupKeys(groupId).meta, now, Math.max(1, Math.ceil(policy.windowMs)), policy.maxFailures, policy.backoffAfter),
     );
     if (Number(reply[0]) === 1) return { allowed: true, failures: Number(reply[1]) };
     return { allowed: false, retryMs: Number(reply[1]), locked: Number(reply[2]) === 1 };

@@ -4,10 +4,14 @@
 -- parallel guesses from one address cannot slip past the limit.
 -- KEYS[1] failures hash of (group, address): `n` failures, `t` last attempt (ms)
 -- KEYS[2] the group's set of owned keys: KEYS[1] is listed there so it goes with the group
+-- KEYS[3] the group hash: a group removed meanwhile gets nothing written (no orphan keys)
 -- ARGV[1] now (ms), ARGV[2] window (ms; failures forget after this long quiet),
 -- ARGV[3] max failures (0 = no lockout), ARGV[4] failures before backoff starts (0 = no backoff)
 -- Backoff after k failures (k >= ARGV[4]): 1 s · 2^(k - ARGV[4]), at most the window.
 -- Reply: {1, failures counted} or {0, retry after ms, 1 locked | 0 backoff}.
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  return {0, 0, 1}
+end
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
