@@ -21,9 +21,14 @@ function alive(pid: number): boolean {
   if (pid === process.pid) return false; // our own PID in an old lock: a previous life of this container
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false; // EPERM: exists, owned by someone else
+  }
+  // After a reboot the PID may belong to an unrelated process: only a Node process can hold the lock.
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').some((arg) => /(^|\/)node(js)?$|\.js$/.test(arg));
+  } catch {
+    return true; // no /proc (or not readable): trust the PID
   }
 }
 

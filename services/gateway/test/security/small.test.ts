@@ -157,6 +157,22 @@ describe('one node per port and per DATA_DIR', () => {
       await gw.stop();
     }
   });
+
+  test('a lock naming a live process that is not a gateway (a PID reused after a reboot) is stale', async () => {
+    const dir = tempDir('chat-data-');
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      writeFileSync(join(dir, 'gateway.lock'), `${other.pid}\n`);
+      const gw = await startGateway({ env: { DATA_DIR: dir } });
+      try {
+        assert.equal(readFileSync(join(dir, 'gateway.lock'), 'utf8'), `${gw.proc.pid}\n`);
+      } finally {
+        await gw.stop();
+      }
+    } finally {
+      other.kill();
+    }
+  });
 });
 
 describe('raw framing: a character split across two reads', () => {
