@@ -38,8 +38,10 @@ test: deps build
 test-unit: build
 	$(NODE_TEST) $$(find dist/services/gateway/test/unit -name "*.test.js" | sort)
 
+# Types everywhere, the k6 scripts, and no import cycle (layers point one way: docs/ARCHITECTURE.md).
 lint: install
 	npx tsc -p tsconfig.json --noEmit
+	node scripts/check-cycles.mjs services/gateway/src services/client/src loadtest/harness
 	npx tsc -p loadtest/tsconfig.json --noEmit
 	npx tsc -p loadtest/k6/tsconfig.json
 

@@ -6,7 +6,7 @@ import type { Config } from './config.js';
 import type { ChannelEvent, Engine, StoredMessage } from './engine/engine.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import type { Conn, Fanout } from './node.js';
+import type { Conn, Fanout } from './ports.js';
 import { encodeJson, encodeText } from './protocol/codecs.js';
 import type { ChatMessage, ServerEvent } from './protocol/frames.js';
 import type { HistoryFrom } from './session.js';

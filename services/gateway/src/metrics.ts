@@ -2,27 +2,7 @@
 // enums chosen by the code, never user input.
 import { createServer } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-
-export type TransportLabel = 'ws_text' | 'ws_json' | 'tcp';
-export type SessionLabel = 'menu' | 'auth' | 'chat';
-export type JoinResult = 'ok' | 'unknown_group' | 'wrong_password' | 'locked' | 'no_groups';
-export const REJECT_REASONS = [
-  'invalid_json',
-  'invalid_op',
-  'invalid_utf8',
-  'binary',
-  'too_large',
-  'rate_limited',
-  'queue_full',
-  'origin',
-  'subprotocol',
-  'ip_limit',
-  'draining',
-] as const;
-export type RejectReason = (typeof REJECT_REASONS)[number];
-/** Why an admission (create, password check, queued input) was refused: chat_admission_refusals_total. */
-export type AdmissionReason = 'create_budget' | 'auth_budget' | 'lockout' | 'busy' | 'group_limit' | 'queue_bytes';
-export const ADMISSION_REASONS: readonly AdmissionReason[] = ['create_budget', 'auth_budget', 'lockout', 'busy', 'group_limit', 'queue_bytes'];
+import { ADMISSION_REASONS, REJECT_REASONS, TRANSPORTS } from './ports.js';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -129,7 +109,7 @@ export class Metrics {
     // Every fixed label value starts at 0, so dashboards and rate() see a series before the first event.
     for (const r of ['ok', 'unknown_group', 'wrong_password', 'locked', 'no_groups'] as const) this.joins.inc({ result: r }, 0);
     for (const r of REJECT_REASONS) this.framesRejected.inc({ reason: r }, 0);
-    for (const t of ['ws_text', 'ws_json', 'tcp'] as const) {
+    for (const t of TRANSPORTS) {
       this.slowConsumers.inc({ transport: t }, 0);
       this.connections.set({ transport: t }, 0);
       this.received.inc({ transport: t }, 0);

@@ -7,39 +7,14 @@ import type { Config } from './config.js';
 import { EngineUnavailableError, type Engine } from './engine/engine.js';
 import { GroupHubs } from './hubs.js';
 import type { Logger } from './log.js';
-import type { Metrics, RejectReason, TransportLabel } from './metrics.js';
+import type { Metrics } from './metrics.js';
+import { CLOSE_INTERNAL, CLOSE_MENU_TIMEOUT, CLOSE_POLICY, CLOSE_RESTART, type Conn, type Fanout, type RejectReason } from './ports.js';
 import { encode, type Codec } from './protocol/codecs.js';
 import type { ErrorCode, ServerEvent } from './protocol/frames.js';
 import * as T from './protocol/text.js';
 import { TokenBucket } from './ratelimit.js';
 import { newSession, phase, step, type Call, type CallResult, type Effect, type HistoryFrom, type Input, type Publish, type Session } from './session.js';
 
-/** What a transport gives the node for one connection. */
-export interface Conn {
-  readonly codec: Codec;
-  readonly transport: TransportLabel;
-  /** The client's IP (after trusted-proxy resolution): logs. */
-  readonly remote: string;
-  /** The client's address for per-address budgets and limits. */
-  readonly address: ClientAddress;
-  /** Write one encoded message; the transport adds its framing. */
-  write(msg: string): void;
-  /** Close once queued writes are out. */
-  end(code: number, reason: string): void;
-  /** Join/leave this connection's group topic for fan-out. */
-  subscribe(groupId: string): void;
-  unsubscribe(groupId: string): void;
-}
-
-/** A transport's group fan-out: encode once per codec, write to every local member but `exclude`. */
-export interface Fanout {
-  /** `isMessage`: a chat message (counted as delivered), not a notice. */
-  publish(groupId: string, text: string, json: string, exclude: Conn | null, isMessage: boolean): void;
-}
-
-export const CLOSE_RESTART = 1012;
-export const CLOSE_POLICY = 1008;
-export const CLOSE_MENU_TIMEOUT = 4408;
 const MAX_QUEUED_INPUTS = 64;
 /** Chat messages one connection may have in flight (stored, not yet acked): sends pipeline up to this. */
 const MAX_INFLIGHT_PUBLISHES = 256;
@@ -200,7 +175,7 @@ export class ChatNode {
       }
     } catch (e) {
       this.log.error({ conn: c.memberId, err: e }, 'session failed');
-      c.conn.end(1011, 'internal error');
+      c.conn.end(CLOSE_INTERNAL, 'internal error');
     } finally {
       c.busy = false;
       // Input that arrived while the loop was ending (e.g. the close that end() itself caused) still runs.

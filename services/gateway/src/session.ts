@@ -6,6 +6,7 @@
 import type { ClientOp, ErrorCode, ServerEvent } from './protocol/frames.js';
 import { GROUP_ID_RE } from './protocol/frames.js';
 import { codePoints, sanitize } from './protocol/hygiene.js';
+import { CLOSE_NORMAL } from './ports.js';
 import * as T from './protocol/text.js';
 
 export interface SessionLimits {
@@ -72,7 +73,6 @@ export interface Session {
   readonly pending: Call | null;
 }
 
-export const CLOSE_NORMAL = 1000;
 
 export const newSession = (): Session => ({ state: { s: 'menu' }, pending: null });
 
@@ -210,14 +210,14 @@ function onOp(state: SessionState, op: ClientOp, limits: SessionLimits): Out {
     case 'resume':
       return calling(state, { call: 'resume', token: op.token, since: op.since });
     case 'send': {
-      if (state.s !== 'chat') return at(state, [error('not_joined', 'Join or create a group first')]);
+      if (state.s !== 'chat') return at(state, [error('not_joined', T.NOT_JOINED)]);
       const clean = cleanText(op.text, limits);
-      if ('empty' in clean) return at(state, [error('invalid_input', 'Message text may not be empty')]);
+      if ('empty' in clean) return at(state, [error('invalid_input', T.EMPTY_MESSAGE)]);
       if ('tooLong' in clean) return at(state, [error('too_large', T.TOO_LARGE)]);
       return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: op.id ?? null }]);
     }
     case 'who':
-      if (state.s !== 'chat') return at(state, [error('not_joined', 'Join or create a group first')]);
+      if (state.s !== 'chat') return at(state, [error('not_joined', T.NOT_JOINED)]);
       return calling(state, { call: 'who', groupId: state.groupId });
     case 'exit':
       return at({ s: 'closed' }, [...leave, send({ type: 'bye' }), { kind: 'close', code: CLOSE_NORMAL }]);

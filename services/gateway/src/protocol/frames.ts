@@ -52,6 +52,8 @@ export type ServerEvent =
 export interface FrameError {
   error: ErrorCode;
   message: string;
+  /** What kind of bad frame, for metrics (never derived from the message text). */
+  reason: 'invalid_json' | 'invalid_op';
 }
 
 export const isFrameError = (v: ClientOp | FrameError): v is FrameError => 'error' in v;
@@ -59,7 +61,7 @@ export const isFrameError = (v: ClientOp | FrameError): v is FrameError => 'erro
 export const GROUP_ID_RE = /^(0|[1-9][0-9]{0,15})$/;
 const MAX_CLIENT_ID = 64;
 
-const bad = (message: string): FrameError => ({ error: 'invalid_input', message });
+const bad = (message: string, reason: FrameError['reason'] = 'invalid_json'): FrameError => ({ error: 'invalid_input', message, reason });
 
 function str(o: Record<string, unknown>, key: string): string | undefined {
   const v = o[key];
@@ -126,6 +128,6 @@ export function parseClientFrame(raw: string): ClientOp | FrameError {
     case 'exit':
       return { op: 'exit' };
     default:
-      return bad('Unknown op: expected create, join, resume, send, who or exit');
+      return bad('Unknown op: expected create, join, resume, send, who or exit', 'invalid_op');
   }
 }

@@ -37,6 +37,8 @@ export const CMD_QUIT = '/quit';
 export const membersOnline = (groupId: string, names: readonly string[]): string =>
   `Online in group ${groupId}: ${names.join(', ')}`;
 export const INVALID_NAME = 'Names may not be empty, try again! ';
+export const NOT_JOINED = 'Join or create a group first';
+export const EMPTY_MESSAGE = 'Message text may not be empty';
 export const nameTooLong = (max: number): string => `Names may be at most ${max} characters, try again! `;
 export const EMPTY_PASSWORD = 'Passwords may not be empty, try again! ';
 export const INVALID_INPUT = 'Invalid input (not UTF-8 text), try again! ';

@@ -7,7 +7,8 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { clientAddress, parseProxyV1, type ClientAddress } from '../clientip.js';
-import type { ChatNode, Client, Conn, Fanout } from '../node.js';
+import type { ChatNode, Client } from '../node.js';
+import type { Conn, Fanout } from '../ports.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
 import * as T from '../protocol/text.js';
 import { listenError } from '../startup.js';
@@ -33,7 +34,6 @@ export function truncatedUtf8Tail(b: Uint8Array): number {
 export class TcpTransport implements Fanout {
   private readonly server: Server;
   private readonly topics = new Map<string, Set<TcpConn>>();
-  readonly conns = new Set<TcpConn>();
 
   constructor(
     readonly node: ChatNode,
@@ -99,7 +99,6 @@ export class TcpTransport implements Fanout {
       return;
     }
     const conn = new TcpConn(socket, this, a);
-    this.conns.add(conn);
     conn.client = this.node.connect(conn);
     if (early && early.length > 0) conn.feed(early);
   }
@@ -205,7 +204,6 @@ export class TcpConn implements Conn {
     this.gone = true;
     for (const g of this.groups) this.t.leave(this, g);
     this.groups.clear();
-    this.t.conns.delete(this);
     if (this.client) this.t.node.disconnected(this.client);
   }
 

@@ -5,8 +5,10 @@ import { dirname, join } from 'node:path';
 import uWS from 'uWebSockets.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import type { Metrics, TransportLabel } from '../metrics.js';
-import type { ChatNode, Client, Conn, Fanout } from '../node.js';
+import type { Metrics } from '../metrics.js';
+import type { TransportLabel } from '../ports.js';
+import type { ChatNode, Client } from '../node.js';
+import type { Conn, Fanout } from '../ports.js';
 import type { Codec } from '../protocol/codecs.js';
 import { isFrameError, parseClientFrame } from '../protocol/frames.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
@@ -282,7 +284,7 @@ export class UwsTransport implements Fanout {
     if (text === undefined) return this.node.reject(c, 'invalid_input', 'invalid_utf8', T.INVALID_INPUT);
     if (data.codec === 'text') return this.node.input(c, { kind: 'text', text }, msg.byteLength);
     const op = parseClientFrame(text);
-    if (isFrameError(op)) return this.node.reject(c, op.error, op.message.startsWith('Unknown op') ? 'invalid_op' : 'invalid_json', op.message);
+    if (isFrameError(op)) return this.node.reject(c, op.error, op.reason, op.message);
     this.node.input(c, { kind: 'op', op }, msg.byteLength);
   }
 

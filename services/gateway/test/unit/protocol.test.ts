@@ -70,6 +70,11 @@ describe('frame parser', () => {
       assert.ok(isFrameError(r), raw);
       assert.equal(r.error, 'invalid_input');
     }
+    // The metric reason comes from the parser's own code, not from its message text.
+    const unknown = parseClientFrame('{"op":"teleport"}');
+    assert.ok(isFrameError(unknown) && unknown.reason === 'invalid_op');
+    const garbage = parseClientFrame('{');
+    assert.ok(isFrameError(garbage) && garbage.reason === 'invalid_json');
   });
 });
 

@@ -37,7 +37,6 @@ export interface Topology {
 }
 
 export interface Backend {
-  readonly mode: 'single' | 'cluster';
   readonly cmd: ScriptedClient;
   readonly topology: Topology;
   readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
@@ -78,7 +77,6 @@ const SINGLE = 'single';
 function singleBackend(url: string, config: Config): Backend {
   const cmd = defineScripts(new Redis(url, redisOptions(config, 'cmd')));
   return {
-    mode: 'single',
     cmd,
     publishCommand: 'PUBLISH',
     commandConnections: () => [cmd],
@@ -114,7 +112,6 @@ function clusterBackend(seeds: string[], config: Config): Backend {
   const cluster = new Cluster(seeds.map(parseHostPort), options);
   const masterOf = (slot: number): string | null => cluster.slots[slot]?.[0] ?? null;
   return {
-    mode: 'cluster',
     cmd: defineScripts(cluster),
     publishCommand: 'SPUBLISH',
     commandConnections: () => cluster.nodes('master'),

@@ -57,10 +57,6 @@ export class Presence {
     this.instance = this.newInstance();
   }
 
-  get instanceId(): string {
-    return this.instance;
-  }
-
   private newInstance(): string {
     return instanceId(this.o.nodeId, randomBytes(6).toString('hex'));
   }
