@@ -7,8 +7,8 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { ClientAddress } from './clientip.js';
 import type { Config } from './config.js';
-import { GroupLimitError, type Engine, type GroupRecord } from './engine/engine.js';
-import type { AuthPolicy } from './engine/throttle.js';
+import { GroupLimitError, type Broker, type GroupRecord, type GroupStore, type PresenceManager } from './engine/engine.js';
+import type { AuthPolicy, Throttle } from './engine/throttle.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { AdmissionReason } from './ports.js';
@@ -23,6 +23,9 @@ import { issueToken, verifyToken, type TokenClaims } from './tokens.js';
 const AUTH_CACHE_GROUPS = 10_000;
 
 type AuthOutcome = 'ok' | 'wrong' | 'busy' | 'gone';
+
+/** What the calls need of the engine: the group store, the top of a group's history, who is online, and the throttle. */
+export type CallsEngine = GroupStore & Pick<Broker, 'latestSeq'> & Pick<PresenceManager, 'members'> & { readonly throttle: Throttle };
 
 /** Who is asking: the connection, its address for budgets, and whether it is still there. */
 export interface CallContext {
@@ -47,7 +50,7 @@ export class Calls {
   private readonly secrets: () => string[];
 
   constructor(
-    private readonly engine: Engine,
+    private readonly engine: CallsEngine,
     private readonly config: Config,
     private readonly log: Logger,
     private readonly metrics: Metrics,

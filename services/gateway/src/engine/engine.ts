@@ -100,15 +100,17 @@ export interface HistoryQuery {
   limit: number;
 }
 
-export interface Engine {
+/** Start, stop and health: what main.ts and /readyz need. */
+export interface Lifecycle {
   readonly kind: 'memory' | 'redis';
-  /** Per-address budgets and the wrong-password limit, shared by every node of the engine. */
-  readonly throttle: Throttle;
   start(): Promise<void>;
   stop(): Promise<void>;
   /** True while the engine can store and deliver. */
   isUp(): boolean;
+}
 
+/** The group registry: one ID counter, password hashes, epochs, the ceiling and retention. */
+export interface GroupStore {
   /** Whether any group exists anywhere (the seed's "no chats available" rule). */
   hasGroups(): Promise<boolean>;
   /**
@@ -130,21 +132,35 @@ export interface Engine {
    * remove one group twice.
    */
   sweepIdle(): Promise<string[]>;
+}
 
+/** Messages: stored with a seq, kept as bounded history, delivered to every node subscribed to the group. */
+export interface Broker {
   /** Atomically: next seq, append to bounded history, deliver to subscribers. */
   publish(groupId: string, msg: NewMessage): Promise<StoredMessage>;
   history(groupId: string, q: HistoryQuery): Promise<StoredMessage[]>;
   latestSeq(groupId: string): Promise<number>;
-
   /** One listener per group per node; the node reference-counts its local members. */
   subscribe(groupId: string, listener: ChannelListener): Promise<void>;
   unsubscribe(groupId: string): Promise<void>;
   notify(notice: Notice): Promise<void>;
+}
 
-  /** Presence: `memberId` is unique per connection across the cluster. */
+/** Who is online in a group, across the cluster. */
+export interface PresenceManager {
+  /** `memberId` is unique per connection across the cluster. */
   addMember(groupId: string, memberId: string, name: string): Promise<void>;
   removeMember(groupId: string, memberId: string): Promise<void>;
   members(groupId: string): Promise<string[]>;
+}
+
+/**
+ * Everything a gateway shares with the rest of the cluster: four narrow interfaces and the
+ * admission throttle (throttle.ts), implemented side by side by memory.ts and redis/.
+ */
+export interface Engine extends Lifecycle, GroupStore, Broker, PresenceManager {
+  /** Per-address budgets and the wrong-password limit, shared by every node of the engine. */
+  readonly throttle: Throttle;
 }
 
 /** One run of a task at a time (a sweep timer and a caller may overlap): a caller during a run waits for it, then runs its own. */
