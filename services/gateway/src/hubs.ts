@@ -3,7 +3,7 @@
 // backfilled from history), and local fan-out through the transports, each
 // message encoded once per codec.
 import type { Config } from './config.js';
-import type { ChannelEvent, Engine, StoredMessage } from './engine/engine.js';
+import type { Broker, ChannelEvent, StoredMessage } from './engine/engine.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Conn, Fanout } from './ports.js';
@@ -38,7 +38,7 @@ export class GroupHubs {
   private readonly fanouts: Fanout[] = [];
 
   constructor(
-    private readonly engine: Engine,
+    private readonly engine: Broker,
     private readonly config: Pick<Config, 'historyLimit'>,
     private readonly log: Logger,
     private readonly metrics: Metrics,
