@@ -13,7 +13,6 @@ WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/package.json ./package.json
-COPY services/gateway/src/engine/redis/scripts ./dist/services/gateway/src/engine/redis/scripts
 USER node
 EXPOSE 8080 7037 9464
 # SIGTERM drains (DRAIN_SECONDS) then exits 0.

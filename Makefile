@@ -8,11 +8,10 @@ install: node_modules/.package-lock.json
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-# tsc does not copy the Redis engine's Lua scripts: they are loaded from beside the compiled file.
+# The Redis engine's Lua scripts are compiled in (scripts/embed-lua.mjs writes lua.generated.ts).
 build: install
+	node scripts/embed-lua.mjs
 	rm -rf dist && npx tsc -p tsconfig.json
-	mkdir -p dist/services/gateway/src/engine/redis/scripts
-	cp services/gateway/src/engine/redis/scripts/*.lua dist/services/gateway/src/engine/redis/scripts/
 
 # One gateway, embedded engine, WebSocket on 8080, TCP on 7037, metrics on 9464.
 run: build

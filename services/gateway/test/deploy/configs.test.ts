@@ -107,8 +107,10 @@ test('k8s: redis.yaml parses (schemas, grace period, HPA and proxy trust: k8s.te
   for (const d of parseAllDocuments(readFileSync(resolve(REPO, 'deploy/k8s/redis.yaml'), 'utf8'))) assert.equal(d.errors.length, 0);
 });
 
-test('the Dockerfile ships the Redis Lua scripts beside the compiled engine', () => {
-  const df = readFileSync(resolve(REPO, 'Dockerfile'), 'utf8');
-  assert.match(df, /COPY services\/gateway\/src\/engine\/redis\/scripts \.\/dist\/services\/gateway\/src\/engine\/redis\/scripts/);
-  assert.match(df, /FROM node:20-bookworm/);
+test('the Redis Lua scripts are compiled in: the embedded module is current, and nothing copies .lua files by hand', () => {
+  const check = spawnSync(process.execPath, [resolve(REPO, 'scripts/embed-lua.mjs'), '--check'], { encoding: 'utf8' });
+  assert.equal(check.status, 0, check.stderr);
+  for (const f of ['Dockerfile', 'Makefile', 'loadtest/README.md'])
+    assert.doesNotMatch(readFileSync(resolve(REPO, f), 'utf8'), /scripts\/\*\.lua|redis\/scripts /, `${f} copies Lua scripts by hand`);
+  assert.match(readFileSync(resolve(REPO, 'Dockerfile'), 'utf8'), /FROM node:20-bookworm/);
 });

@@ -1,11 +1,16 @@
 // The Lua scripts (scripts/*.lua, one file each), registered on a connection
 // with ioredis `defineCommand` so callers get typed methods and ioredis does
 // the EVALSHA / NOSCRIPT → EVAL dance (a restarted Redis has an empty script cache).
-// `make build` copies the .lua files beside the compiled JavaScript.
-import { readFileSync } from 'node:fs';
+// They are compiled in (lua.generated.ts, written by scripts/embed-lua.mjs at `make build`),
+// so the compiled gateway needs no files beside it.
 import type { Cluster, Redis } from 'ioredis';
+import { LUA } from './lua.generated.js';
 
-const lua = (name: string): string => readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
+function lua(name: string): string {
+  const src = LUA[name];
+  if (src === undefined) throw new Error(`no Lua script ${name}.lua (run make build)`);
+  return src;
+}
 
 const SCRIPTS = {
   chatCreateGroup: { file: 'create_group', keys: 1 },
@@ -56,7 +61,7 @@ export interface ScriptCommands {
 export type Client = Redis | Cluster;
 export type ScriptedClient = Client & ScriptCommands;
 
-/** Read the script files once per process. */
+/** Look the scripts up once per process. */
 let sources: Record<keyof typeof SCRIPTS, string> | null = null;
 
 export function defineScripts<C extends Client>(conn: C): C & ScriptCommands {
