@@ -5,6 +5,7 @@
 import type { Config } from './config.js';
 import type { Broker, ChannelEvent, StoredMessage } from './engine/engine.js';
 import type { Logger } from './log.js';
+import { errText } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Conn, Fanout } from './ports.js';
 import { encodeJson, encodeText } from './protocol/codecs.js';
@@ -95,7 +96,7 @@ export class GroupHubs {
     this.metrics.subscriptions.dec();
     this.engine.unsubscribe(groupId).catch((e: unknown) => {
       this.metrics.engineErrors.inc({ op: 'unsubscribe' });
-      this.log.warn({ groupId, err: e instanceof Error ? e.message : String(e) }, 'unsubscribe failed');
+      this.log.warn({ groupId, err: errText(e) }, 'unsubscribe failed');
     });
   }
 
@@ -192,7 +193,7 @@ export class GroupHubs {
     } catch (e) {
       failed = true;
       this.metrics.engineErrors.inc({ op: 'backfill' });
-      this.log.warn({ groupId: hub.groupId, err: e instanceof Error ? e.message : String(e) }, 'backfill failed: retrying');
+      this.log.warn({ groupId: hub.groupId, err: errText(e) }, 'backfill failed: retrying');
     } finally {
       hub.backfilling = null;
     }

@@ -8,3 +8,6 @@ export type Logger = PinoLogger;
 export function createLogger(level: string, nodeId: string): Logger {
   return pino({ level, base: { node: nodeId }, timestamp: pino.stdTimeFunctions.isoTime });
 }
+
+/** The text of a caught error, for a log field (never the stack, never the error's attached command). */
+export const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));

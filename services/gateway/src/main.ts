@@ -3,7 +3,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { lockDataDir } from './datalock.js';
 import type { Engine } from './engine/engine.js';
 import { MemoryEngine } from './engine/memory.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger, errText } from './log.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import { ChatNode } from './node.js';
 import { StartupError, listenError } from './startup.js';
@@ -32,7 +32,7 @@ async function main(): Promise<void> {
     config = loadConfig();
     assertNativeUws();
   } catch (e) {
-    process.stderr.write(`gateway: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`gateway: ${errText(e)}\n`);
     process.exit(e instanceof ConfigError ? 2 : 1);
   }
   const log = createLogger(config.logLevel, config.nodeId);
@@ -107,6 +107,6 @@ async function start(config: Config, log: Logger, metrics: Metrics): Promise<voi
 }
 
 main().catch((e: unknown) => {
-  process.stderr.write(`gateway: failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(`gateway: failed to start: ${errText(e)}\n`);
   process.exit(1);
 });

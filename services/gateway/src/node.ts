@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import { EngineUnavailableError, type Engine } from './engine/engine.js';
 import { GroupHubs } from './hubs.js';
 import type { Logger } from './log.js';
+import { errText } from './log.js';
 import type { Metrics } from './metrics.js';
 import { CLOSE_INTERNAL, CLOSE_MENU_TIMEOUT, CLOSE_POLICY, CLOSE_RESTART, type Conn, type Fanout, type RejectReason } from './ports.js';
 import { encode, type Codec } from './protocol/codecs.js';
@@ -358,7 +359,7 @@ export class ChatNode {
       await f();
     } catch (e) {
       this.metrics.engineErrors.inc({ op });
-      this.log.warn({ op, err: e instanceof Error ? e.message : String(e) }, 'engine call failed');
+      this.log.warn({ op, err: errText(e) }, 'engine call failed');
     }
   }
 

@@ -4,7 +4,7 @@
 // Then what only the Redis engine has: several processes' worth of engines on
 // one Redis, a counter gone backwards, a killed subscriber connection, an
 // outage, a Redis that stops answering. (Cluster-only cases:
-// integration/redis-cluster-engine.test.ts.)
+// integration/redis-cluster-sharded.test.ts.)
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config.js';

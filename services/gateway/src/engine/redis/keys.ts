@@ -29,7 +29,10 @@ export const GROUP_INDEX = `${PREFIX}:groups:index`;
 /** Set once the index was built from the group keys found by SCAN (groups created before the index). */
 export const GROUP_INDEX_BUILT = `${PREFIX}:groups:indexed`;
 /** A group hash key (`chat:{g:<id>}`) → its ID, for the SCAN that builds the index. */
-export const metaKeyGroup = (key: string): string | null => /^chat:\{g:(0|[1-9][0-9]{0,15})\}$/.exec(key)?.[1] ?? null;
+/** The protocol's group-ID pattern without its anchors, for the key patterns below (one spelling of it). */
+const ID = GROUP_ID_RE.source.replace(/^\^|\$$/g, '');
+const META_KEY = new RegExp(`^chat:\\{g:${ID}\\}$`);
+export const metaKeyGroup = (key: string): string | null => META_KEY.exec(key)?.[1] ?? null;
 /** SCAN pattern that finds group hash keys (filtered with metaKeyGroup). */
 export const META_KEY_PATTERN = `${PREFIX}:{g:*}`;
 /** Set of node instances that have registered presence and were not yet swept. */
@@ -73,7 +76,7 @@ export function groupKeys(id: string): GroupKeys {
   };
 }
 
-const CHANNEL = /^chat:\{g:(0|[1-9][0-9]{0,15})\}:ch$/;
+const CHANNEL = new RegExp(`^chat:\\{g:${ID}\\}:ch$`);
 
 /** The group a channel belongs to, or null for a channel that is not ours. */
 export function channelGroup(channel: string): string | null {

@@ -17,6 +17,7 @@
 // Checks over many nodes' heartbeat keys are one EXISTS each, sent at once.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../log.js';
+import { errText } from '../../log.js';
 import { groupKeys, instanceId, memberValue, NODE_REGISTRY, nodeKeys, parseMemberValue } from './keys.js';
 import type { ScriptedClient } from './scripts.js';
 
@@ -72,7 +73,7 @@ export class Presence {
     if (this.beating) return this.beating;
     if (!this.o.isReady()) return Promise.resolve();
     this.beating = this.beatOnce()
-      .catch((e: unknown) => this.o.log.debug({ err: e instanceof Error ? e.message : String(e) }, 'presence heartbeat failed'))
+      .catch((e: unknown) => this.o.log.debug({ err: errText(e) }, 'presence heartbeat failed'))
       .finally(() => {
         this.beating = null;
       });
@@ -215,7 +216,7 @@ export class Presence {
       const r = this.o.redis();
       await Promise.all([r.del(nk.alive), r.srem(NODE_REGISTRY, this.instance)]);
     } catch (e) {
-      this.o.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'presence cleanup at stop failed');
+      this.o.log.warn({ err: errText(e) }, 'presence cleanup at stop failed');
     }
   }
 }

@@ -11,7 +11,7 @@
 // (S)SUBSCRIBE per group with local members. None queues commands while Redis
 // is unreachable: a call then fails at once with EngineUnavailableError.
 import type { Config } from '../../config.js';
-import { createLogger, type Logger } from '../../log.js';
+import { createLogger, type Logger, errText } from '../../log.js';
 import {
   EngineUnavailableError,
   GroupLimitError,
@@ -174,7 +174,7 @@ export class RedisEngine implements Engine {
     clearTimeout(timer);
     this.upWaiters = [];
     if (!up) this.log.warn({ waitedMs: START_WAIT_MS }, 'redis not reachable yet: starting not ready, still trying');
-    else await this.ensureIndexed().catch((e: unknown) => this.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'group index: build failed, retrying later'));
+    else await this.ensureIndexed().catch((e: unknown) => this.log.warn({ err: errText(e) }, 'group index: build failed, retrying later'));
     this.presence.start();
     this.health.start();
     this.startSweeper();
@@ -188,7 +188,7 @@ export class RedisEngine implements Engine {
       this.sweeper = setTimeout(
         () => {
           void this.sweepIdle()
-            .catch((e: unknown) => this.log.debug({ err: e instanceof Error ? e.message : String(e) }, 'retention sweep failed'))
+            .catch((e: unknown) => this.log.debug({ err: errText(e) }, 'retention sweep failed'))
             .finally(() => {
               if (!this.stopped) next();
             });

@@ -16,6 +16,7 @@
 // (an unsolicited SUNSUBSCRIBE or a MOVED reply, which ioredis reports as 'moved').
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
+import { errText } from '../../log.js';
 import type { ChannelEvent, ChannelListener } from '../engine.js';
 import type { Topology } from './connection.js';
 import { channelGroup, groupKeys, keySlot } from './keys.js';
@@ -300,4 +301,3 @@ async function close(conn: Redis): Promise<void> {
   else conn.disconnect();
 }
 
-const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
