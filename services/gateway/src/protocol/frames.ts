@@ -1,6 +1,8 @@
 // The JSON protocol (shared/PROTOCOL.md §3) as types, and the parser that turns
 // an untrusted frame into a typed op or a typed error. Never throws.
 
+import * as T from './text.js';
+
 export type ErrorCode =
   | 'invalid_option'
   | 'no_groups'
@@ -87,15 +89,15 @@ export function parseClientFrame(raw: string): ClientOp | FrameError {
   try {
     v = JSON.parse(raw);
   } catch {
-    return bad('Frame is not valid JSON');
+    return bad(T.FRAME_NOT_JSON);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return bad('Frame must be a JSON object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return bad(T.FRAME_NOT_OBJECT);
   const o = v as Record<string, unknown>;
   switch (o['op']) {
     case 'create': {
       const name = str(o, 'name');
       const password = str(o, 'password');
-      if (name === undefined || password === undefined) return bad('create needs string "name" and "password"');
+      if (name === undefined || password === undefined) return bad(T.CREATE_FIELDS);
       return { op: 'create', name, password };
     }
     case 'join': {
@@ -104,19 +106,19 @@ export function parseClientFrame(raw: string): ClientOp | FrameError {
       const groupId = groupIdField(o);
       const since = seqField(o, 'since');
       if (name === undefined || password === undefined || groupId === undefined)
-        return bad('join needs "name", "groupId" and "password"');
-      if (since === null) return bad('"since" must be a non-negative integer');
+        return bad(T.JOIN_FIELDS);
+      if (since === null) return bad(T.SINCE_FIELD);
       return since === undefined ? { op: 'join', name, groupId, password } : { op: 'join', name, groupId, password, since };
     }
     case 'resume': {
       const token = str(o, 'token');
       const since = seqField(o, 'since');
-      if (token === undefined || since === null) return bad('resume needs "token" and a non-negative integer "since"');
+      if (token === undefined || since === null) return bad(T.RESUME_FIELDS);
       return { op: 'resume', token, since: since ?? 0 };
     }
     case 'send': {
       const text = str(o, 'text');
-      if (text === undefined) return bad('send needs a string "text"');
+      if (text === undefined) return bad(T.SEND_FIELDS);
       const id = o['id'];
       if (id === undefined || id === null) return { op: 'send', text };
       if ((typeof id === 'string' && id.length <= MAX_CLIENT_ID) || (typeof id === 'number' && Number.isFinite(id)))
@@ -128,6 +130,6 @@ export function parseClientFrame(raw: string): ClientOp | FrameError {
     case 'exit':
       return { op: 'exit' };
     default:
-      return bad('Unknown op: expected create, join, resume, send, who or exit', 'invalid_op');
+      return bad(T.UNKNOWN_OP, 'invalid_op');
   }
 }

@@ -1,5 +1,5 @@
-// The seed chat's exact strings (shared/PROTOCOL.md §1), and nothing else.
-// Trailing spaces are part of the protocol: do not "tidy" them.
+// Every line a user sees: first the seed chat's exact strings (shared/PROTOCOL.md §1),
+// then the extensions, refusals and JSON errors. Trailing spaces are part of the protocol: do not "tidy" them.
 
 export const MENU =
   'Hello client, please choose an option:\n' +
@@ -58,3 +58,13 @@ export const GROUP_LIMIT = 'No more groups can be created right now, try again l
 export const INPUT_QUEUE_FULL = 'You are sending faster than the server can read, slow down! ';
 export const INVALID_TOKEN = 'Invalid or expired resume token, join again with the password.';
 export const chatClosed = (groupId: string): string => `Chat ${groupId} has been closed.`;
+
+// JSON protocol errors (PROTOCOL.md §3): what a JSON client is told about a frame it got wrong.
+export const FRAME_NOT_JSON = 'Frame is not valid JSON';
+export const FRAME_NOT_OBJECT = 'Frame must be a JSON object';
+export const CREATE_FIELDS = 'create needs string "name" and "password"';
+export const JOIN_FIELDS = 'join needs "name", "groupId" and "password"';
+export const SINCE_FIELD = '"since" must be a non-negative integer';
+export const RESUME_FIELDS = 'resume needs "token" and a non-negative integer "since"';
+export const SEND_FIELDS = 'send needs a string "text"';
+export const UNKNOWN_OP = 'Unknown op: expected create, join, resume, send, who or exit';
