@@ -6,11 +6,10 @@ import { ConnectionsPerIp, TrustedProxies, type ClientAddress } from './clientip
 import type { Config } from './config.js';
 import { EngineUnavailableError, type Engine } from './engine/engine.js';
 import { GroupHubs } from './hubs.js';
-import type { Logger } from './log.js';
-import { errText } from './log.js';
+import { errText, type Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { CLOSE_INTERNAL, CLOSE_MENU_TIMEOUT, CLOSE_POLICY, CLOSE_RESTART, type Conn, type Fanout, type RejectReason } from './ports.js';
-import { encode, type Codec } from './protocol/codecs.js';
+import { encode } from './protocol/codecs.js';
 import type { ErrorCode, ServerEvent } from './protocol/frames.js';
 import * as T from './protocol/text.js';
 import { TokenBucket } from './ratelimit.js';
