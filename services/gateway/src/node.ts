@@ -102,7 +102,7 @@ export class ChatNode {
     this.clients.set(memberId, c);
     this.metrics.connections.inc({ transport: conn.transport });
     this.metrics.sessions.inc({ state: 'menu' });
-    this.log.info({ conn: memberId, transport: conn.transport, remote: conn.remote }, '[CLIENT CONNECTED]');
+    this.log.info({ conn: memberId, transport: conn.transport, remote: conn.address.ip }, '[CLIENT CONNECTED]');
     c.menuTimer = setTimeout(() => this.menuTimeout(c), this.config.menuTimeoutSeconds * 1000);
     c.menuTimer.unref();
     this.input(c, { kind: 'open' });
@@ -126,7 +126,7 @@ export class ChatNode {
       this.metrics.admissionRefusals.inc({ reason: 'queue_bytes' });
       this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.INPUT_QUEUE_FULL });
       // A client that keeps pushing past the cap is not reading its refusals: closed like a spammer.
-      if (++c.rateStrikes > this.config.rateLimitBurst) c.conn.end(CLOSE_POLICY, 'input queue full');
+      if (this.struckOut(c)) c.conn.end(CLOSE_POLICY, 'input queue full');
       return;
     }
     c.queue.push(input);
@@ -267,6 +267,11 @@ export class ChatNode {
     }
   }
 
+  /** One more refusal in a row; true once a whole burst's worth came in a row (sustained abuse: the caller closes). */
+  private struckOut(c: Client): boolean {
+    return ++c.rateStrikes > this.config.rateLimitBurst;
+  }
+
   /**
    * Creates, joins and resumes are rate-limited per connection like chat messages (a bucket of
    * their own): a script looping on them gets `rate_limited`, and after a whole burst of refusals
@@ -279,7 +284,7 @@ export class ChatNode {
       return null;
     }
     this.metrics.framesRejected.inc({ reason: 'rate_limited' });
-    if (++c.rateStrikes > this.config.rateLimitBurst) c.conn.end(CLOSE_POLICY, 'rate limit');
+    if (this.struckOut(c)) c.conn.end(CLOSE_POLICY, 'rate limit');
     return { ok: false, code: 'rate_limited', message: T.RATE_LIMITED };
   }
 
@@ -290,7 +295,7 @@ export class ChatNode {
       // The refusal carries the message's id and comes after the acks of earlier messages.
       this.inOrder(c, () => this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.RATE_LIMITED, id: p.id }));
       // Sustained abuse (a whole burst's worth of refusals in a row) ends the connection.
-      if (++c.rateStrikes > this.config.rateLimitBurst) this.inOrder(c, () => c.conn.end(CLOSE_POLICY, 'rate limit'));
+      if (this.struckOut(c)) this.inOrder(c, () => c.conn.end(CLOSE_POLICY, 'rate limit'));
       return;
     }
     c.rateStrikes = 0;

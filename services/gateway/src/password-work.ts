@@ -178,9 +178,12 @@ export class PasswordWork {
         if (best === null || rank < best.rank || (rank === best.rank && served < best.served)) best = { key, index: i, rank, served };
         break; // an address's jobs run in order: the first that can run is its candidate
       }
+      if (q.length === 0) this.queues.delete(key); // all its jobs were gone
     }
     if (!best) return null;
-    const job = (this.queues.get(best.key) as Job[]).splice(best.index, 1)[0] as Job;
+    const q = this.queues.get(best.key) as Job[];
+    const job = q.splice(best.index, 1)[0] as Job;
+    if (q.length === 0) this.queues.delete(best.key);
     this.count(job, -1);
     this.lastServed.delete(best.key);
     this.lastServed.set(best.key, this.starts++);
@@ -191,8 +194,6 @@ export class PasswordWork {
   private pump(now = performance.now()): void {
     while (this.running < this.limits.concurrency) {
       const job = this.pick(now);
-      // Addresses whose queues are empty now are forgotten (their last turn is kept).
-      for (const [k, q] of [...this.queues]) if (q.length === 0) this.setQueue(k, q);
       this.onQueueLength(this.queued);
       if (!job) return;
       this.start(job);

@@ -39,9 +39,7 @@ export const CLOSE_MENU_TIMEOUT = 4408;
 export interface Conn {
   readonly codec: Codec;
   readonly transport: TransportLabel;
-  /** The client's IP (after trusted-proxy resolution): logs. */
-  readonly remote: string;
-  /** The client's address for per-address budgets and limits. */
+  /** The client's address (after trusted-proxy resolution): logs, per-address budgets and limits. */
   readonly address: ClientAddress;
   /** Write one encoded message; the transport adds its framing. */
   write(msg: string): void;

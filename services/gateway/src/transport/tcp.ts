@@ -136,7 +136,6 @@ export class TcpTransport implements Fanout {
 export class TcpConn implements Conn {
   readonly codec = 'text' as const;
   readonly transport = 'tcp' as const;
-  readonly remote: string;
   readonly address: ClientAddress;
   mode: 'unknown' | 'line' | 'raw' = 'unknown';
   client: Client | null = null;
@@ -152,7 +151,6 @@ export class TcpConn implements Conn {
     address: ClientAddress,
   ) {
     this.address = address;
-    this.remote = address.ip;
     socket.on('data', (chunk) => {
       try {
         this.feed(chunk);

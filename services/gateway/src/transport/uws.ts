@@ -6,9 +6,8 @@ import uWS from 'uWebSockets.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { TransportLabel } from '../ports.js';
 import type { ChatNode, Client } from '../node.js';
-import type { Conn, Fanout } from '../ports.js';
+import type { Conn, Fanout, TransportLabel } from '../ports.js';
 import type { Codec } from '../protocol/codecs.js';
 import { isFrameError, parseClientFrame } from '../protocol/frames.js';
 import { decodeUtf8 } from '../protocol/hygiene.js';
@@ -303,7 +302,6 @@ export class UwsTransport implements Fanout {
 class WsConn implements Conn {
   readonly codec: Codec;
   readonly transport: TransportLabel;
-  readonly remote: string;
   readonly address: ClientAddress;
   readonly groups = new Set<string>();
 
@@ -316,7 +314,6 @@ class WsConn implements Conn {
     this.codec = data.codec;
     this.transport = data.codec === 'json' ? 'ws_json' : 'ws_text';
     this.address = data.address;
-    this.remote = data.address.ip;
   }
 
   write(msg: string): void {
