@@ -40,7 +40,7 @@ test-unit: build
 # Types everywhere, the k6 scripts, and no import cycle (layers point one way: docs/ARCHITECTURE.md).
 lint: install
 	npx tsc -p tsconfig.json --noEmit
-	node scripts/check-cycles.mjs services/gateway/src services/client/src loadtest/harness
+	node scripts/check-cycles.mjs --layers scripts/layers.json services/gateway/src services/client/src loadtest/harness
 	npx tsc -p loadtest/tsconfig.json --noEmit
 	npx tsc -p loadtest/k6/tsconfig.json
 

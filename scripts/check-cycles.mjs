@@ -1,13 +1,20 @@
 #!/usr/bin/env node
 // Fails (exit 1) when the TypeScript modules under the given folders import each other in a cycle,
-// type-only imports included: layers point one way (docs/ARCHITECTURE.md). `make lint` runs it.
-//   node scripts/check-cycles.mjs services/gateway/src services/client/src
+// type-only imports included, or (with --layers FILE) when a module imports from a layer above its
+// own or from a peer layer: layers point one way (docs/ARCHITECTURE.md). `make lint` runs it.
+//   node scripts/check-cycles.mjs [--layers scripts/layers.json] services/gateway/src services/client/src
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 
-const roots = process.argv.slice(2).map((r) => resolve(r));
-if (roots.length === 0) {
-  console.error('usage: check-cycles.mjs DIR...');
+const args = process.argv.slice(2);
+let layersFile = null;
+if (args[0] === '--layers') {
+  layersFile = args[1];
+  args.splice(0, 2);
+}
+const roots = args.map((r) => resolve(r));
+if (roots.length === 0 || (layersFile !== null && !layersFile)) {
+  console.error('usage: check-cycles.mjs [--layers FILE] DIR...');
   process.exit(2);
 }
 
@@ -48,8 +55,38 @@ const visit = (f) => {
 for (const f of files) if (!state.has(f)) visit(f);
 
 const rel = (f) => relative(process.cwd(), f);
-if (cycles.length > 0) {
-  for (const c of cycles) console.error(`import cycle: ${c.map(rel).join(' → ')}`);
-  process.exit(1);
+for (const c of cycles) console.error(`import cycle: ${c.map(rel).join(' → ')}`);
+
+// Layers: { "<root folder, from the working directory>": [{ layer, rank, paths }] }.
+const problems = [];
+let layered = 0;
+if (layersFile) {
+  const spec = JSON.parse(readFileSync(layersFile, 'utf8'));
+  for (const [root, layers] of Object.entries(spec)) {
+    if (root.startsWith('//')) continue;
+    const dir = resolve(root);
+    // The most specific path wins (`engine/model.ts` over `engine/`).
+    const entries = layers.flatMap((l) => l.paths.map((p) => ({ ...l, path: p }))).sort((a, b) => b.path.length - a.path.length);
+    const layerOf = (f) => {
+      const r = relative(dir, f).split(sep).join('/');
+      return entries.find((e) => (e.path.endsWith('/') ? r.startsWith(e.path) : r === e.path)) ?? null;
+    };
+    for (const f of files.filter((x) => x.startsWith(dir + sep))) {
+      const mine = layerOf(f);
+      if (!mine) {
+        problems.push(`${rel(f)}: in no layer of ${layersFile}`);
+        continue;
+      }
+      layered++;
+      for (const d of edges.get(f) ?? []) {
+        const theirs = layerOf(d);
+        if (!theirs || theirs.layer === mine.layer || theirs.rank < mine.rank) continue;
+        const how = theirs.rank === mine.rank ? 'a peer layer' : 'a layer above';
+        problems.push(`layer violation: ${rel(f)} (${mine.layer}) imports ${rel(d)} (${theirs.layer}, ${how})`);
+      }
+    }
+  }
 }
-console.log(`check-cycles: ${files.length} modules, no import cycle`);
+for (const p of problems) console.error(p);
+if (cycles.length > 0 || problems.length > 0) process.exit(1);
+console.log(`check-cycles: ${files.length} modules, no import cycle${layersFile ? `; ${layered} in layers, none imports upward` : ''}`);

@@ -25,7 +25,7 @@ const AUTH_CACHE_GROUPS = 10_000;
 type AuthOutcome = 'ok' | 'wrong' | 'busy' | 'gone';
 
 /** What the calls need of the engine: the group store, the top of a group's history, who is online, and the throttle. */
-export type CallsEngine = GroupStore & Pick<Broker, 'latestSeq'> & Pick<PresenceManager, 'members'> & { readonly throttle: Throttle };
+export type CallsEngine = GroupStore & Pick<Broker, 'history'> & Pick<PresenceManager, 'members'> & { readonly throttle: Throttle };
 
 /** Who is asking: the connection, its address for budgets, and whether it is still there. */
 export interface CallContext {
@@ -210,7 +210,7 @@ export class Calls {
     }
     this.metrics.joins.inc({ result: 'ok' });
     this.log.info({ conn: ctx.memberId, groupId: rec.id, name }, '[NEW MEMBER]');
-    return { ok: true, groupId: rec.id, name, token: this.token(rec, name, Date.now()), seq: await engine.latestSeq(rec.id) };
+    return { ok: true, groupId: rec.id, name, token: this.token(rec, name, Date.now()), seq: await this.top(rec.id) };
   }
 
   /**
@@ -271,7 +271,12 @@ export class Calls {
       name: claims.name,
       // Renewed, but the chain still ends TOKEN_MAX_AGE_SECONDS after the password was checked.
       token: this.token(found.rec, claims.name, found.authAt),
-      seq: await this.engine.latestSeq(claims.groupId),
+      seq: await this.top(claims.groupId),
     };
+  }
+
+  /** The group's newest seq (a page of no messages). */
+  private async top(groupId: string): Promise<number> {
+    return (await this.engine.history(groupId, { limit: 0 })).top;
   }
 }

@@ -1,16 +1,15 @@
 // Per-group hubs: one engine subscription per group with members on this node
-// (reference-counted), in-order delivery by seq (duplicates dropped, gaps
-// backfilled from history), and local fan-out through the transports, each
-// message encoded once per codec.
+// (reference-counted), the map of this node's members to their connections,
+// in-order delivery by seq (duplicates dropped, gaps backfilled from history),
+// and local fan-out through the transports, each message encoded once per codec.
 import type { Config } from './config.js';
 import type { Broker, ChannelEvent, StoredMessage } from './engine/engine.js';
-import type { Logger } from './log.js';
-import { errText } from './log.js';
+import { errText, type Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Conn, Fanout } from './ports.js';
 import { encodeJson, encodeText } from './protocol/codecs.js';
-import type { ChatMessage, ServerEvent } from './protocol/frames.js';
-import type { HistoryFrom } from './session.js';
+import type { ChatMessage, HistoryFrom } from './engine/model.js';
+import type { ServerEvent } from './protocol/frames.js';
 
 const BACKFILL_RETRY_MS = 1000;
 
@@ -34,31 +33,48 @@ export function publicMessage(m: StoredMessage): ChatMessage {
   return { groupId: m.groupId, seq: m.seq, from: m.from, text: m.text, ts: m.ts };
 }
 
+interface Member {
+  conn: Conn;
+  groupId: string;
+}
+
 export class GroupHubs {
   private readonly hubs = new Map<string, Hub>();
   private readonly fanouts: Fanout[] = [];
+  /** This node's members in a group, by member ID: whoever sent a message or notice is not echoed it. */
+  private readonly members = new Map<string, Member>();
 
   constructor(
     private readonly engine: Broker,
     private readonly config: Pick<Config, 'historyLimit'>,
     private readonly log: Logger,
     private readonly metrics: Metrics,
-    /** The local connection of a member (by member ID) if it is in `groupId`: it is not echoed its own events. */
-    private readonly localMember: (memberId: string, groupId: string) => Conn | null,
-  ) {}
+  ) {
+    engine.onChannel((groupId, ev) => {
+      const hub = this.hubs.get(groupId);
+      if (hub) this.onChannel(hub, ev);
+    });
+  }
 
   addFanout(f: Fanout): void {
     this.fanouts.push(f);
   }
 
   /**
-   * Make `groupId` live on this node and hand `join` the history a new member
-   * needs (per `from`, and at least up to what was already fanned out here).
-   * `join` runs synchronously right after, so the member subscribes to the live
-   * topic in the same tick: nothing falls between history and live. Returns
-   * false (and holds nothing) when `gone()` says the member left meanwhile.
+   * Make `groupId` live on this node, hand `greet` the history a new member
+   * needs (per `from`, and at least up to what was already fanned out here),
+   * and add the member: `greet` and the subscription to the live topic happen
+   * in the same tick, so nothing falls between history and live. Returns false
+   * (and holds nothing) when `gone()` says the member left meanwhile.
    */
-  async attach(groupId: string, from: HistoryFrom, gone: () => boolean, join: (history: ChatMessage[]) => void): Promise<boolean> {
+  async attach(
+    groupId: string,
+    memberId: string,
+    conn: Conn,
+    from: HistoryFrom,
+    gone: () => boolean,
+    greet: (history: ChatMessage[]) => void,
+  ): Promise<boolean> {
     const hub = this.acquire(groupId);
     try {
       await hub.ready;
@@ -66,11 +82,11 @@ export class GroupHubs {
       // that was ahead): catch the node up first, or it would get those messages twice.
       if (from !== 'recent' && from.since > hub.seq) await this.backfill(hub);
       const limit = this.config.historyLimit;
-      const msgs =
-        from === 'recent' ? await this.engine.history(groupId, { limit }) : await this.engine.history(groupId, { since: from.since, limit });
+      const msgs = (from === 'recent' ? await this.engine.history(groupId, { limit }) : await this.engine.history(groupId, { since: from.since, limit }))
+        .messages;
       let last = msgs.length > 0 ? (msgs[msgs.length - 1] as StoredMessage).seq : from === 'recent' ? 0 : from.since;
       while (last < hub.seq) {
-        const more = await this.engine.history(groupId, { since: last, limit });
+        const more = (await this.engine.history(groupId, { since: last, limit })).messages;
         if (more.length === 0) break;
         msgs.push(...more);
         last = (more[more.length - 1] as StoredMessage).seq;
@@ -79,7 +95,9 @@ export class GroupHubs {
         this.release(groupId);
         return false;
       }
-      join(msgs.filter((m) => m.seq <= hub.seq).map(publicMessage));
+      greet(msgs.filter((m) => m.seq <= hub.seq).map(publicMessage));
+      this.members.set(memberId, { conn, groupId });
+      conn.subscribe(groupId);
       return true;
     } catch (e) {
       this.release(groupId);
@@ -87,8 +105,24 @@ export class GroupHubs {
     }
   }
 
-  /** A member left: the last one out ends the engine subscription. */
-  release(groupId: string): void {
+  /** The member leaves its group on this node (`connected`: its socket is still open). Returns the group it left. */
+  detach(memberId: string, connected: boolean): string | null {
+    const m = this.members.get(memberId);
+    if (!m) return null;
+    this.members.delete(memberId);
+    if (connected) m.conn.unsubscribe(m.groupId);
+    this.release(m.groupId);
+    return m.groupId;
+  }
+
+  /** The member's connection if it is in `groupId` here (it is not echoed its own events). */
+  private local(memberId: string, groupId: string): Conn | null {
+    const m = this.members.get(memberId);
+    return m !== undefined && m.groupId === groupId ? m.conn : null;
+  }
+
+  /** The last member out ends the engine subscription. */
+  private release(groupId: string): void {
     const hub = this.hubs.get(groupId);
     if (!hub || --hub.refs > 0) return;
     this.hubs.delete(groupId);
@@ -101,7 +135,7 @@ export class GroupHubs {
   }
 
   /** Encode once per codec and hand to every transport's fan-out. */
-  publishLocal(groupId: string, ev: ServerEvent, exclude: Conn | null): void {
+  private publishLocal(groupId: string, ev: ServerEvent, exclude: Conn | null): void {
     const text = encodeText(ev);
     const json = encodeJson(ev);
     if (text === null || json === null) return;
@@ -116,8 +150,8 @@ export class GroupHubs {
       this.hubs.set(groupId, h);
       this.metrics.subscriptions.inc();
       h.ready = (async () => {
-        await this.engine.subscribe(groupId, (ev) => this.onChannel(h, ev));
-        h.seq = Math.max(h.seq, await this.engine.latestSeq(groupId));
+        await this.engine.subscribe(groupId);
+        h.seq = Math.max(h.seq, (await this.engine.history(groupId, { limit: 0 })).top);
         h.live = true;
         this.flushBuffer(h);
         if (h.again) void this.backfill(h);
@@ -129,7 +163,6 @@ export class GroupHubs {
   }
 
   private onChannel(hub: Hub, ev: ChannelEvent): void {
-    if (this.hubs.get(hub.groupId) !== hub) return;
     switch (ev.kind) {
       case 'message':
         if (!hub.live || hub.backfilling || hub.retry) hub.buffer.push(ev.message);
@@ -138,7 +171,7 @@ export class GroupHubs {
       case 'notice': {
         const { notice } = ev;
         const e: ServerEvent = { type: notice.kind === 'joined' ? 'member_joined' : 'member_left', groupId: notice.groupId, name: notice.name };
-        this.publishLocal(hub.groupId, e, this.localMember(notice.origin, hub.groupId));
+        this.publishLocal(hub.groupId, e, this.local(notice.origin, hub.groupId));
         return;
       }
       case 'resync':
@@ -181,7 +214,7 @@ export class GroupHubs {
       do {
         hub.again = false;
         for (;;) {
-          const more = await this.engine.history(hub.groupId, { since: hub.seq, limit: this.config.historyLimit });
+          const more = (await this.engine.history(hub.groupId, { since: hub.seq, limit: this.config.historyLimit })).messages;
           for (const m of more) {
             if (m.seq <= hub.seq) continue;
             hub.seq = m.seq;
@@ -226,7 +259,7 @@ export class GroupHubs {
   }
 
   private deliver(hub: Hub, m: StoredMessage): void {
-    this.publishLocal(hub.groupId, { type: 'message', ...publicMessage(m) }, this.localMember(m.origin, hub.groupId));
+    this.publishLocal(hub.groupId, { type: 'message', ...publicMessage(m) }, this.local(m.origin, hub.groupId));
     this.metrics.fanoutLatency.observe(Math.max(0, Date.now() - m.ts) / 1000);
   }
 }

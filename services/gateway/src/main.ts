@@ -3,6 +3,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { lockDataDir } from './datalock.js';
 import type { Engine } from './engine/engine.js';
 import { MemoryEngine } from './engine/memory.js';
+import { TrustedProxies } from './clientip.js';
 import { createLogger, type Logger, errText } from './log.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import { ChatNode } from './node.js';
@@ -62,14 +63,15 @@ async function start(config: Config, log: Logger, metrics: Metrics): Promise<voi
   metrics.probeEngine(() => engine.isUp());
   metrics.probeReady(() => node.isReady());
 
-  const ws = new UwsTransport(node, config, metrics, log);
-  node.addFanout(ws);
+  const proxies = new TrustedProxies(config.trustedProxies);
+  const ws = new UwsTransport(node, proxies, config, metrics, log);
+  node.addFanout(ws.fanout);
   const port = await ws.listen();
   let tcp: TcpTransport | null = null;
   let tcpPort = 0;
   if (config.tcpPort !== 0) {
-    tcp = new TcpTransport(node, config, metrics, log);
-    node.addFanout(tcp);
+    tcp = new TcpTransport(node, proxies, config, metrics, log);
+    node.addFanout(tcp.fanout);
     tcpPort = await tcp.listen();
   }
   const metricsServer = await serveMetrics(metrics, config.host, config.metricsPort).catch((e: unknown) => {

@@ -3,6 +3,7 @@
 import { createServer } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ADMISSION_REASONS, REJECT_REASONS, TRANSPORTS } from './ports.js';
+import * as T from './protocol/text.js';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -131,12 +132,12 @@ export class Metrics {
 export function serveMetrics(metrics: Metrics, host: string, port: number): Promise<{ port: number; close: () => void }> {
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404).end('not found\n');
+      res.writeHead(404).end(`${T.HTTP_NOT_FOUND}\n`);
       return;
     }
     metrics.registry.metrics().then(
       (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
-      () => res.writeHead(500).end('metrics failed\n'),
+      () => res.writeHead(500).end(`${T.HTTP_METRICS_FAILED}\n`),
     );
   });
   return new Promise((resolve, reject) => {

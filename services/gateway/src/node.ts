@@ -2,33 +2,46 @@
 // machine and performs its effects (engine calls in calls.ts, group
 // membership and fan-out in hubs.ts), pipelines chat messages, and drains.
 import { Calls } from './calls.js';
-import { ConnectionsPerIp, TrustedProxies, type ClientAddress } from './clientip.js';
+import { ConnectionsPerIp, type ClientAddress } from './clientip.js';
 import type { Config } from './config.js';
 import { EngineUnavailableError, type Engine } from './engine/engine.js';
+import type { HistoryFrom } from './engine/model.js';
 import { GroupHubs } from './hubs.js';
 import { errText, type Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { CLOSE_INTERNAL, CLOSE_MENU_TIMEOUT, CLOSE_POLICY, CLOSE_RESTART, type Conn, type Fanout, type RejectReason } from './ports.js';
+import {
+  CLOSE_INTERNAL,
+  CLOSE_MENU_TIMEOUT,
+  CLOSE_POLICY,
+  CLOSE_RESTART,
+  type ClientInput,
+  type Conn,
+  type Fanout,
+  type Gate,
+  type Inbound,
+  type RejectReason,
+} from './ports.js';
 import { encode } from './protocol/codecs.js';
 import type { ErrorCode, ServerEvent } from './protocol/frames.js';
 import * as T from './protocol/text.js';
 import { TokenBucket } from './ratelimit.js';
-import { newSession, phase, step, type Call, type CallResult, type Effect, type HistoryFrom, type Input, type Publish, type Session } from './session.js';
+import { newSession, phase, step, type Call, type CallResult, type Effect, type Input, type Publish, type Session } from './session.js';
 
 const MAX_QUEUED_INPUTS = 64;
 /** Chat messages one connection may have in flight (stored, not yet acked): sends pipeline up to this. */
 const MAX_INFLIGHT_PUBLISHES = 256;
 
-export class Client {
+/** One connection's session state; transports see it only as an Inbound. */
+class Client implements Inbound {
   session: Session = newSession();
   queue: Input[] = [];
   /** Bytes of client input in `queue` (bounded by MAX_QUEUED_INPUT_BYTES), parallel to it. */
   queuedBytes = 0;
   queueSizes: number[] = [];
   busy = false;
-  closed = false;
-  group: string | null = null;
-  /** The name this connection chats under in `group`. */
+  /** The socket is gone. */
+  gone = false;
+  /** The name this connection chats under in its group (hubs know which group). */
   name = '';
   menuTimer: NodeJS.Timeout | null = null;
   rateStrikes = 0;
@@ -38,6 +51,7 @@ export class Client {
   /** Creates, joins and resumes: a bucket of their own, so they never eat into chat messages. */
   readonly callBucket: TokenBucket;
   constructor(
+    private readonly node: ChatNode,
     readonly conn: Conn,
     readonly memberId: string,
     rate: number,
@@ -46,9 +60,25 @@ export class Client {
     this.bucket = new TokenBucket(rate, burst);
     this.callBucket = new TokenBucket(rate, burst);
   }
+
+  get id(): string {
+    return this.memberId;
+  }
+
+  input(input: ClientInput, bytes: number): void {
+    this.node.input(this, input, bytes);
+  }
+
+  reject(code: ErrorCode, reason: RejectReason, message: string): void {
+    this.node.reject(this, code, reason, message);
+  }
+
+  closed(): void {
+    this.node.disconnected(this);
+  }
 }
 
-export class ChatNode {
+export class ChatNode implements Gate {
   private readonly clients = new Map<string, Client>();
   private readonly hubs: GroupHubs;
   private readonly calls: Calls;
@@ -56,7 +86,6 @@ export class ChatNode {
   private draining = false;
   private readonly limits: { maxNameLength: number; maxTextLength: number };
   private readonly perIp: ConnectionsPerIp;
-  readonly trustedProxies: TrustedProxies;
 
   constructor(
     readonly engine: Engine,
@@ -66,12 +95,8 @@ export class ChatNode {
   ) {
     this.limits = { maxNameLength: config.maxNameLength, maxTextLength: config.maxTextLength };
     this.perIp = new ConnectionsPerIp(config.maxConnectionsPerIp);
-    this.trustedProxies = new TrustedProxies(config.trustedProxies);
     this.calls = new Calls(engine, config, log, metrics);
-    this.hubs = new GroupHubs(engine, config, log, metrics, (memberId, groupId) => {
-      const c = this.clients.get(memberId);
-      return c && c.group === groupId ? c.conn : null;
-    });
+    this.hubs = new GroupHubs(engine, config, log, metrics);
   }
 
   /** Count a new connection against its client address; false = over MAX_CONNECTIONS_PER_IP. */
@@ -96,9 +121,9 @@ export class ChatNode {
 
   // ---- connection lifecycle (called by transports) ----
 
-  connect(conn: Conn): Client {
+  connect(conn: Conn): Inbound {
     const memberId = `${this.config.nodeId}/${(this.nextConn++).toString(36)}`;
-    const c = new Client(conn, memberId, this.config.rateLimitPerSec, this.config.rateLimitBurst);
+    const c = new Client(this, conn, memberId, this.config.rateLimitPerSec, this.config.rateLimitBurst);
     this.clients.set(memberId, c);
     this.metrics.connections.inc({ transport: conn.transport });
     this.metrics.sessions.inc({ state: 'menu' });
@@ -114,7 +139,7 @@ export class ChatNode {
    * the wire. What waits behind a slow call (scrypt) is bounded per connection in count and bytes.
    */
   input(c: Client, input: Input, bytes = 0): void {
-    if (c.closed) return;
+    if (c.gone) return;
     if (c.queue.length >= MAX_QUEUED_INPUTS) {
       this.metrics.framesRejected.inc({ reason: 'queue_full' });
       this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.RATE_LIMITED });
@@ -142,8 +167,8 @@ export class ChatNode {
 
   /** The socket is gone (closed by either side). */
   disconnected(c: Client): void {
-    if (c.closed) return;
-    c.closed = true;
+    if (c.gone) return;
+    c.gone = true;
     // Menu answers still queued are not worth doing for nobody (joins, creates: scrypt); chat lines still go out.
     if (c.session.state.s !== 'chat') {
       c.queue = [];
@@ -180,7 +205,7 @@ export class ChatNode {
       c.busy = false;
       // Input that arrived while the loop was ending (e.g. the close that end() itself caused) still runs.
       if (c.queue.length > 0) this.pump(c);
-      else if (c.session.state.s === 'closed' && c.closed) this.forget(c);
+      else if (c.session.state.s === 'closed' && c.gone) this.forget(c);
     }
   }
 
@@ -228,7 +253,7 @@ export class ChatNode {
     if (after === 'chat' && c.menuTimer) {
       clearTimeout(c.menuTimer);
       c.menuTimer = null;
-    } else if (before === 'chat' && after === 'menu' && !c.menuTimer && !c.closed) {
+    } else if (before === 'chat' && after === 'menu' && !c.menuTimer && !c.gone) {
       // A JSON client that left its group (a failed join or create) is back in the menu: the bound applies again.
       c.menuTimer = setTimeout(() => this.menuTimeout(c), this.config.menuTimeoutSeconds * 1000);
       c.menuTimer.unref();
@@ -241,14 +266,14 @@ export class ChatNode {
   }
 
   private sendTo(c: Client, ev: ServerEvent): void {
-    if (c.closed) return;
+    if (c.gone) return;
     const s = encode(c.conn.codec, ev);
     if (s !== null) c.conn.write(s);
   }
 
   private menuTimeout(c: Client): void {
     c.menuTimer = null;
-    if (c.closed || phase(c.session.state) === 'chat') return;
+    if (c.gone || phase(c.session.state) === 'chat') return;
     this.metrics.idleDisconnects.inc({ reason: 'menu' });
     if (c.conn.codec === 'text') c.conn.write(T.IDLE_TIMEOUT);
     c.conn.end(CLOSE_MENU_TIMEOUT, 'menu timeout');
@@ -258,7 +283,7 @@ export class ChatNode {
 
   private async perform(c: Client, call: Call): Promise<CallResult> {
     try {
-      return await this.calls.perform({ memberId: c.memberId, address: c.conn.address, gone: () => c.closed }, call);
+      return await this.calls.perform({ memberId: c.memberId, address: c.conn.address, gone: () => c.gone }, call);
     } catch (e) {
       this.metrics.engineErrors.inc({ op: call.call });
       if (!(e instanceof EngineUnavailableError)) this.log.error({ conn: c.memberId, op: call.call, err: e }, 'engine call failed');
@@ -332,13 +357,11 @@ export class ChatNode {
   // ---- group membership and fan-out ----
 
   private async attach(c: Client, groupId: string, name: string, history: HistoryFrom): Promise<void> {
-    const joined = await this.hubs.attach(groupId, history, () => c.closed, (msgs) => {
+    const joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs) => {
       for (const m of msgs) this.sendTo(c, { type: 'message', ...m });
-      c.conn.subscribe(groupId);
-      c.group = groupId;
-      c.name = name;
     });
     if (!joined) return;
+    c.name = name;
     await this.bestEffort('presence', async () => {
       await this.engine.addMember(groupId, c.memberId, name);
       await this.engine.notify({ kind: 'joined', groupId, name, origin: c.memberId });
@@ -346,12 +369,9 @@ export class ChatNode {
   }
 
   private async detach(c: Client): Promise<void> {
-    const groupId = c.group;
+    const groupId = this.hubs.detach(c.memberId, !c.gone);
     if (groupId === null) return;
     const name = c.name;
-    c.group = null;
-    if (!c.closed) c.conn.unsubscribe(groupId);
-    this.hubs.release(groupId);
     await this.bestEffort('presence', async () => {
       await this.engine.removeMember(groupId, c.memberId);
       await this.engine.notify({ kind: 'left', groupId, name, origin: c.memberId });
@@ -372,7 +392,7 @@ export class ChatNode {
   /** SIGTERM: refuse new clients (transports check isDraining), close existing ones with 1012 spread over the window. */
   async drain(seconds: number): Promise<void> {
     this.draining = true;
-    const clients = [...this.clients.values()].filter((c) => !c.closed);
+    const clients = [...this.clients.values()].filter((c) => !c.gone);
     this.log.info({ clients: clients.length, seconds }, '[DRAINING]');
     if (clients.length === 0) return;
     const gap = (seconds * 1000) / clients.length;
@@ -380,7 +400,7 @@ export class ChatNode {
       let left = clients.length;
       clients.forEach((c, i) => {
         setTimeout(() => {
-          if (!c.closed) {
+          if (!c.gone) {
             this.sendTo(c, { type: 'restarting' });
             c.conn.end(CLOSE_RESTART, 'server restarting');
           }

@@ -1,9 +1,12 @@
-// The words the layers share, at the bottom of them all: what a transport gives
-// the node for one connection (Conn), a transport's group fan-out (Fanout), and
-// the fixed labels and codes that metrics, logs and closes use. Nothing here
-// imports from a layer above (docs/ARCHITECTURE.md: layers point one way).
+// The words the layers share, beneath the node and the transports: what a
+// transport gives the node for one connection (Conn), what the node gives back
+// (Inbound, opaque), what transports ask of the node (Gate), a transport's
+// group fan-out (Fanout), and the fixed labels and codes that metrics, logs and
+// closes use. Nothing here imports from a layer above (docs/ARCHITECTURE.md:
+// layers point one way).
 import type { ClientAddress } from './clientip.js';
 import type { Codec } from './protocol/codecs.js';
+import type { ClientOp, ErrorCode } from './protocol/frames.js';
 
 export const TRANSPORTS = ['ws_text', 'ws_json', 'tcp'] as const;
 export type TransportLabel = (typeof TRANSPORTS)[number];
@@ -54,4 +57,28 @@ export interface Conn {
 export interface Fanout {
   /** `isMessage`: a chat message (counted as delivered), not a notice. */
   publish(groupId: string, text: string, json: string, exclude: Conn | null, isMessage: boolean): void;
+}
+
+/** One frame (or line) of client input as a transport decoded it. */
+export type ClientInput = { kind: 'text'; text: string } | { kind: 'op'; op: ClientOp };
+
+/** What the node hands a transport for one connection: where its input goes. The session behind it stays the node's. */
+export interface Inbound {
+  /** The connection's ID (`node/n`), for logs. */
+  readonly id: string;
+  /** Decoded input; `bytes`: its size on the wire. */
+  input(input: ClientInput, bytes: number): void;
+  /** A frame refused while decoding: the client gets `code` and `message`, the metric `reason`. */
+  reject(code: ErrorCode, reason: RejectReason, message: string): void;
+  /** The socket is gone (closed by either side). */
+  closed(): void;
+}
+
+/** What the transports ask of the node. */
+export interface Gate {
+  /** Count a new connection against its address; false = refuse it (over MAX_CONNECTIONS_PER_IP). */
+  admit(address: ClientAddress): boolean;
+  connect(conn: Conn): Inbound;
+  isReady(): boolean;
+  isDraining(): boolean;
 }

@@ -4,7 +4,7 @@
 // Text and JSON clients share this machine: text answers prompts one by one,
 // JSON sends whole ops; both end in the same calls and events.
 import type { ClientOp, ErrorCode, ServerEvent } from './protocol/frames.js';
-import { GROUP_ID_RE } from './protocol/frames.js';
+import { GROUP_ID_RE, type HistoryFrom } from './engine/model.js';
 import { codePoints, sanitize } from './protocol/hygiene.js';
 import { CLOSE_NORMAL } from './ports.js';
 import * as T from './protocol/text.js';
@@ -23,8 +23,6 @@ export type SessionState =
   | { s: 'create_password'; name: string }
   | { s: 'chat'; name: string; groupId: string }
   | { s: 'closed' };
-
-export type HistoryFrom = { since: number } | 'recent';
 
 export type Call =
   | { call: 'hasGroups' }

@@ -2,7 +2,7 @@
 // Two implementations sit side by side (memory.ts for one node, redis/ for
 // many) and one conformance suite runs against both.
 import { randomBytes } from 'node:crypto';
-import type { ChatMessage } from '../protocol/frames.js';
+import type { ChatMessage } from './model.js';
 import type { Throttle } from './throttle.js';
 
 /** A new group's epoch (see GroupRecord). */
@@ -81,16 +81,25 @@ export interface Notice {
 export type ChannelEvent =
   | { kind: 'message'; message: StoredMessage }
   | { kind: 'notice'; notice: Notice }
-  /** The engine may have missed events (e.g. reconnected): the listener should backfill. */
+  /** The engine may have missed events (e.g. reconnected): the handler should backfill. */
   | { kind: 'resync' };
 
-export type ChannelListener = (ev: ChannelEvent) => void;
+/** The one handler a node registers (Broker.onChannel) for the events of every group it subscribed to. */
+export type ChannelHandler = (groupId: string, ev: ChannelEvent) => void;
 
 export class EngineUnavailableError extends Error {
   constructor(message = 'engine unavailable', options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'EngineUnavailableError';
   }
+}
+
+/** A page of history and the group's top position. */
+export interface HistoryPage {
+  /** Oldest first. */
+  messages: StoredMessage[];
+  /** The seq of the group's newest message (0 before the first), read with the page. */
+  top: number;
 }
 
 export interface HistoryQuery {
@@ -138,10 +147,12 @@ export interface GroupStore {
 export interface Broker {
   /** Atomically: next seq, append to bounded history, deliver to subscribers. */
   publish(groupId: string, msg: NewMessage): Promise<StoredMessage>;
-  history(groupId: string, q: HistoryQuery): Promise<StoredMessage[]>;
-  latestSeq(groupId: string): Promise<number>;
-  /** One listener per group per node; the node reference-counts its local members. */
-  subscribe(groupId: string, listener: ChannelListener): Promise<void>;
+  /** A page of history with the top seq, in one round trip (`limit: 0`: only the top). */
+  history(groupId: string, q: HistoryQuery): Promise<HistoryPage>;
+  /** Register the one handler for every subscribed group's events (once, before subscribing). */
+  onChannel(handler: ChannelHandler): void;
+  /** Events of `groupId` go to the handler; the node reference-counts its local members and subscribes once. */
+  subscribe(groupId: string): Promise<void>;
   unsubscribe(groupId: string): Promise<void>;
   notify(notice: Notice): Promise<void>;
 }

@@ -15,7 +15,9 @@ import {
   OneAtATime,
   sweepInterval,
   textBytes,
-  type ChannelListener,
+  type ChannelEvent,
+  type ChannelHandler,
+  type HistoryPage,
   type Engine,
   type GroupRecord,
   type GrowthOptions,
@@ -81,7 +83,8 @@ export class MemoryEngine implements Engine {
   readonly throttle = new MemoryThrottle();
   private groups = new Map<string, Group>();
   private nextId = 0;
-  private listeners = new Map<string, ChannelListener>();
+  private handler: ChannelHandler = () => undefined;
+  private readonly subscribed = new Set<string>();
   private presence = new Map<string, Map<string, string>>();
   private journal: Journal<Rec>;
   private appendsSinceCompaction = 0;
@@ -272,7 +275,7 @@ export class MemoryEngine implements Engine {
     const marks: Array<Promise<void>> = [];
     for (const [id, g] of this.groups) {
       // A member online (or a node subscribed for one on its way in) keeps the group active.
-      if (this.presence.has(id) || this.listeners.has(id)) marks.push(this.active(g, now).catch(() => undefined));
+      if (this.presence.has(id) || this.subscribed.has(id)) marks.push(this.active(g, now).catch(() => undefined));
       else if (now - g.active >= this.retentionMs) idle.push(g);
     }
     // Gone from every lookup at once: a join racing this sweep finds no group (touchGroup is false).
@@ -305,31 +308,36 @@ export class MemoryEngine implements Engine {
     g.journalled = Math.max(g.journalled, m.ts);
     g.seq = m.seq;
     this.push(g, m);
-    this.listeners.get(groupId)?.({ kind: 'message', message: m });
+    this.emit(groupId, { kind: 'message', message: m });
     return m;
   }
 
-  async history(groupId: string, q: HistoryQuery): Promise<StoredMessage[]> {
-    const h = this.groups.get(groupId)?.history ?? [];
-    if (q.since === undefined) return h.slice(-q.limit);
+  async history(groupId: string, q: HistoryQuery): Promise<HistoryPage> {
+    const g = this.groups.get(groupId);
+    if (!g || q.limit <= 0) return { messages: [], top: g?.seq ?? 0 };
     const since = q.since;
-    return h.filter((m) => m.seq > since).slice(0, q.limit);
+    const messages = since === undefined ? g.history.slice(-q.limit) : g.history.filter((m) => m.seq > since).slice(0, q.limit);
+    return { messages, top: g.seq };
   }
 
-  async latestSeq(groupId: string): Promise<number> {
-    return this.groups.get(groupId)?.seq ?? 0;
+  onChannel(handler: ChannelHandler): void {
+    this.handler = handler;
   }
 
-  async subscribe(groupId: string, listener: ChannelListener): Promise<void> {
-    this.listeners.set(groupId, listener);
+  async subscribe(groupId: string): Promise<void> {
+    this.subscribed.add(groupId);
   }
 
   async unsubscribe(groupId: string): Promise<void> {
-    this.listeners.delete(groupId);
+    this.subscribed.delete(groupId);
   }
 
   async notify(notice: Notice): Promise<void> {
-    this.listeners.get(notice.groupId)?.({ kind: 'notice', notice });
+    this.emit(notice.groupId, { kind: 'notice', notice });
+  }
+
+  private emit(groupId: string, ev: ChannelEvent): void {
+    if (this.subscribed.has(groupId)) this.handler(groupId, ev);
   }
 
   async addMember(groupId: string, memberId: string, name: string): Promise<void> {

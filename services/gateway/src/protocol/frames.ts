@@ -1,5 +1,6 @@
 // The JSON protocol (shared/PROTOCOL.md §3) as types, and the parser that turns
 // an untrusted frame into a typed op or a typed error. Never throws.
+import type { ChatMessage } from '../engine/model.js';
 
 import * as T from './text.js';
 
@@ -24,14 +25,6 @@ export type ClientOp =
   | { op: 'send'; text: string; id?: string | number }
   | { op: 'who' }
   | { op: 'exit' };
-
-export interface ChatMessage {
-  groupId: string;
-  seq: number;
-  from: string;
-  text: string;
-  ts: number;
-}
 
 /** How a session came to be in a group: the text codec greets each differently. */
 export type JoinVia = 'join' | 'create' | 'resume';
@@ -60,7 +53,6 @@ export interface FrameError {
 
 export const isFrameError = (v: ClientOp | FrameError): v is FrameError => 'error' in v;
 
-export const GROUP_ID_RE = /^(0|[1-9][0-9]{0,15})$/;
 const MAX_CLIENT_ID = 64;
 
 const bad = (message: string, reason: FrameError['reason'] = 'invalid_json'): FrameError => ({ error: 'invalid_input', message, reason });

@@ -68,3 +68,13 @@ export const SINCE_FIELD = '"since" must be a non-negative integer';
 export const RESUME_FIELDS = 'resume needs "token" and a non-negative integer "since"';
 export const SEND_FIELDS = 'send needs a string "text"';
 export const UNKNOWN_OP = 'Unknown op: expected create, join, resume, send, who or exit';
+
+// HTTP answers on PORT and METRICS_PORT (health, refused upgrades, unknown paths).
+export const HTTP_OK = 'ok';
+export const HTTP_READY = 'ready';
+export const HTTP_DRAINING = 'draining';
+export const HTTP_ENGINE_DOWN = 'engine unavailable';
+export const HTTP_NOT_FOUND = 'not found';
+export const HTTP_ORIGIN_REFUSED = 'origin not allowed';
+export const HTTP_BAD_SUBPROTOCOL = 'unsupported subprotocol: use chat.text or chat.json';
+export const HTTP_METRICS_FAILED = 'metrics failed';

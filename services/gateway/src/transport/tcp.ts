@@ -3,15 +3,14 @@
 // Python client's one-send-per-answer without newline (one read = one message,
 // replies without trailing newline). The menu always ends with `\n`.
 import { createServer, type Server, type Socket } from 'node:net';
+import { clientAddress, parseProxyV1, type ClientAddress, type TrustedProxies } from '../clientip.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { clientAddress, parseProxyV1, type ClientAddress } from '../clientip.js';
-import type { ChatNode, Client } from '../node.js';
-import type { Conn, Fanout } from '../ports.js';
-import { decodeUtf8 } from '../protocol/hygiene.js';
+import type { Conn, Fanout, Gate, Inbound } from '../ports.js';
 import * as T from '../protocol/text.js';
 import { listenError } from '../startup.js';
+import { GroupMembers, receive, SlowConsumers, tooLarge } from './core.js';
 
 const NL = 0x0a;
 const CR = 0x0d;
@@ -31,16 +30,58 @@ export function truncatedUtf8Tail(b: Uint8Array): number {
   return 0;
 }
 
-export class TcpTransport implements Fanout {
+/** Group fan-out to TCP members: each message encoded once per framing, not once per member. */
+class TcpFanout implements Fanout {
+  constructor(
+    private readonly members: GroupMembers<TcpConn>,
+    private readonly metrics: Metrics,
+  ) {}
+
+  publish(groupId: string, text: string, _json: string, exclude: Conn | null, isMessage: boolean): void {
+    const list = this.members.of(groupId);
+    if (list.length === 0) return;
+    let line: Buffer | null = null;
+    let raw: Buffer | null = null;
+    let n = 0;
+    // A copy: a slow consumer dropped while writing leaves the group (and the list) under us.
+    for (const conn of [...list]) {
+      if (conn === exclude) continue;
+      if (conn.mode === 'raw') conn.writeBytes((raw ??= Buffer.from(text, 'utf8')));
+      else conn.writeBytes((line ??= Buffer.from(text + '\n', 'utf8')));
+      n++;
+    }
+    if (n > 0 && isMessage) this.metrics.delivered.inc({ transport: 'tcp' }, n);
+  }
+}
+
+/** What every TCP connection of this transport shares (one reference per connection). */
+interface TcpShared {
+  members: GroupMembers<TcpConn>;
+  slow: SlowConsumers;
+  maxFrameBytes: number;
+  log: Logger;
+}
+
+export class TcpTransport {
   private readonly server: Server;
-  private readonly topics = new Map<string, Set<TcpConn>>();
+  private readonly shared: TcpShared;
+  /** The group fan-out the node publishes through. */
+  readonly fanout: Fanout;
 
   constructor(
-    readonly node: ChatNode,
-    readonly config: Config,
-    readonly metrics: Metrics,
-    readonly log: Logger,
+    private readonly gate: Gate,
+    private readonly proxies: TrustedProxies,
+    private readonly config: Config,
+    metrics: Metrics,
+    private readonly log: Logger,
   ) {
+    this.shared = {
+      members: new GroupMembers<TcpConn>(),
+      slow: new SlowConsumers(config.maxBackpressureBytes, metrics, log),
+      maxFrameBytes: config.maxFrameBytes,
+      log,
+    };
+    this.fanout = new TcpFanout(this.shared.members, metrics);
     this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 }, (socket) => this.accept(socket));
   }
 
@@ -67,12 +108,12 @@ export class TcpTransport implements Fanout {
   private accept(socket: Socket): void {
     // First of all: a reset on a socket we refuse or have not wrapped yet must not become an uncaught error.
     socket.on('error', () => undefined);
-    if (this.node.isDraining()) {
+    if (this.gate.isDraining()) {
       socket.destroy();
       return;
     }
     const peer = socket.remoteAddress ?? '';
-    if (!this.node.trustedProxies.has(peer)) return this.open(socket, peer, false, null);
+    if (!this.proxies.has(peer)) return this.open(socket, peer, false, null);
     // A trusted balancer speaks first: a PROXY v1 header names the real client.
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), 5000);
@@ -88,48 +129,18 @@ export class TcpTransport implements Fanout {
     };
     socket.on('data', onData);
     socket.once('close', () => clearTimeout(timer));
-    socket.on('error', () => undefined);
   }
 
   private open(socket: Socket, address: string, forwarded: boolean, early: Buffer | null): void {
     const a = clientAddress(socket.remoteAddress ?? '', address, forwarded, this.config.loopbackExempt);
-    if (!this.node.admit(a)) {
+    if (!this.gate.admit(a)) {
       socket.end(T.TOO_MANY_CONNECTIONS + '\n');
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
-    const conn = new TcpConn(socket, this, a);
-    conn.client = this.node.connect(conn);
+    const conn = new TcpConn(socket, this.shared, a);
+    conn.inbound = this.gate.connect(conn);
     if (early && early.length > 0) conn.feed(early);
-  }
-
-  join(conn: TcpConn, groupId: string): void {
-    let set = this.topics.get(groupId);
-    if (!set) this.topics.set(groupId, (set = new Set()));
-    set.add(conn);
-  }
-
-  leave(conn: TcpConn, groupId: string): void {
-    const set = this.topics.get(groupId);
-    if (!set) return;
-    set.delete(conn);
-    if (set.size === 0) this.topics.delete(groupId);
-  }
-
-  publish(groupId: string, text: string, _json: string, exclude: Conn | null, isMessage: boolean): void {
-    const set = this.topics.get(groupId);
-    if (!set) return;
-    // Encoded once per framing, not once per member.
-    let line: Buffer | null = null;
-    let raw: Buffer | null = null;
-    let n = 0;
-    for (const conn of set) {
-      if (conn === exclude) continue;
-      if (conn.mode === 'raw') conn.writeBytes((raw ??= Buffer.from(text, 'utf8')));
-      else conn.writeBytes((line ??= Buffer.from(text + '\n', 'utf8')));
-      n++;
-    }
-    if (n > 0 && isMessage) this.metrics.delivered.inc({ transport: 'tcp' }, n);
   }
 }
 
@@ -138,16 +149,15 @@ export class TcpConn implements Conn {
   readonly transport = 'tcp' as const;
   readonly address: ClientAddress;
   mode: 'unknown' | 'line' | 'raw' = 'unknown';
-  client: Client | null = null;
+  inbound: Inbound | null = null;
   private pending: Buffer[] = [];
   private pendingLen = 0;
   private discarding = false;
   private gone = false;
-  private groups = new Set<string>();
 
   constructor(
     private readonly socket: Socket,
-    private readonly t: TcpTransport,
+    private readonly shared: TcpShared,
     address: ClientAddress,
   ) {
     this.address = address;
@@ -155,7 +165,7 @@ export class TcpConn implements Conn {
       try {
         this.feed(chunk);
       } catch (e) {
-        t.log.error({ err: e }, 'tcp input failed');
+        shared.log.error({ err: e }, 'tcp input failed');
         socket.destroy();
       }
     });
@@ -171,10 +181,7 @@ export class TcpConn implements Conn {
   writeBytes(b: Buffer): void {
     if (this.gone) return;
     this.socket.write(b);
-    if (this.socket.writableLength > this.t.config.maxBackpressureBytes) {
-      // A client that stopped reading: drop it rather than buffer without bound.
-      this.t.metrics.slowConsumers.inc({ transport: 'tcp' });
-      this.t.log.warn({ conn: this.client?.memberId, transport: 'tcp', queued: this.socket.writableLength }, 'slow consumer closed');
+    if (this.shared.slow.tooSlow('tcp', this.inbound?.id, this.socket.writableLength)) {
       this.gone = true;
       this.socket.destroy();
     }
@@ -189,26 +196,23 @@ export class TcpConn implements Conn {
   }
 
   subscribe(groupId: string): void {
-    this.groups.add(groupId);
-    this.t.join(this, groupId);
+    this.shared.members.join(this, groupId);
   }
 
-  unsubscribe(groupId: string): void {
-    this.groups.delete(groupId);
-    this.t.leave(this, groupId);
+  unsubscribe(_groupId: string): void {
+    this.shared.members.leave(this);
   }
 
   private onClose(): void {
     this.gone = true;
-    for (const g of this.groups) this.t.leave(this, g);
-    this.groups.clear();
-    if (this.client) this.t.node.disconnected(this.client);
+    this.shared.members.leave(this);
+    this.inbound?.closed();
   }
 
   feed(chunk: Buffer): void {
-    if (this.gone || !this.client) return;
+    if (this.gone || !this.inbound) return;
     if (this.mode === 'unknown') this.mode = chunk.includes(NL) ? 'line' : 'raw';
-    const max = this.t.config.maxFrameBytes;
+    const max = this.shared.maxFrameBytes;
     if (this.mode === 'raw') {
       // One read is one message, but a read that ends mid-character is not a whole answer: the
       // seed's client sends valid UTF-8, so the rest is coming. Held up to MAX_FRAME_BYTES.
@@ -243,19 +247,15 @@ export class TcpConn implements Conn {
       this.pending = [];
       this.pendingLen = 0;
       this.discarding = true;
-      this.t.node.reject(this.client, 'too_large', 'too_large', T.TOO_LARGE);
+      tooLarge(this.inbound);
       return;
     }
     this.pending.push(Buffer.from(rest)); // copy: `chunk` is not ours to keep
   }
 
+  /** One line or read: the CR of a CRLF line end is framing, not text. */
   private message(bytes: Buffer): void {
-    const c = this.client as Client;
-    let end = bytes.length;
-    if (end > 0 && bytes[end - 1] === CR) end--;
-    if (end > this.t.config.maxFrameBytes) return this.t.node.reject(c, 'too_large', 'too_large', T.TOO_LARGE);
-    const text = decodeUtf8(bytes.subarray(0, end));
-    if (text === undefined) return this.t.node.reject(c, 'invalid_input', 'invalid_utf8', T.INVALID_INPUT);
-    this.t.node.input(c, { kind: 'text', text }, end);
+    const end = bytes.length > 0 && bytes[bytes.length - 1] === CR ? bytes.length - 1 : bytes.length;
+    receive(this.inbound as Inbound, 'text', bytes.subarray(0, end), this.shared.maxFrameBytes);
   }
 }

@@ -3,18 +3,16 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import uWS from 'uWebSockets.js';
+import { clientAddress, resolveXff, type ClientAddress, type TrustedProxies } from '../clientip.js';
 import type { Config } from '../config.js';
+import { healthz, readyz } from '../health.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { ChatNode, Client } from '../node.js';
-import type { Conn, Fanout, TransportLabel } from '../ports.js';
+import type { Conn, Fanout, Gate, Inbound, TransportLabel } from '../ports.js';
 import type { Codec } from '../protocol/codecs.js';
-import { isFrameError, parseClientFrame } from '../protocol/frames.js';
-import { decodeUtf8 } from '../protocol/hygiene.js';
 import * as T from '../protocol/text.js';
-import { healthz, readyz } from '../health.js';
-import { clientAddress, resolveXff, type ClientAddress } from '../clientip.js';
 import { listenError } from '../startup.js';
+import { GroupMembers, receive, SlowConsumers } from './core.js';
 
 /**
  * The npm build we install silently falls back to a slow JavaScript shim when
@@ -41,75 +39,28 @@ const CHECKS_PER_PUBLISH = 4;
 interface WsData {
   codec: Codec;
   address: ClientAddress;
-  client: Client | null;
+  inbound: Inbound | null;
   /** The socket is gone: never touch `ws` again. */
   closed: boolean;
   ending: boolean;
   conn: WsConn | null;
 }
 
-export class UwsTransport implements Fanout {
-  private readonly app: uWS.TemplatedApp;
-  private listenSocket: uWS.us_listen_socket | null = null;
-  private readonly groups = new Map<string, { members: WsConn[]; cursor: number }>();
+/**
+ * Writes. Inside a uWS handler uWS corks by itself. Everything else (acks,
+ * replies after an engine call) comes from promise continuations, where each
+ * send would be its own syscall: those wait in `pending` and go out corked,
+ * once per socket per event-loop turn. Order per socket is kept: a write
+ * queues behind that socket's pending ones, and pending writes are flushed
+ * before any topic publish and before a close.
+ */
+class Writes {
   private readonly pending = new Map<WsConn, string[]>();
   private flushScheduled = false;
-  private inHandler = false;
+  inHandler = false;
 
-  constructor(
-    private readonly node: ChatNode,
-    private readonly config: Config,
-    private readonly metrics: Metrics,
-    private readonly log: Logger,
-  ) {
-    this.app = uWS.App();
-    this.app
-      .get('/healthz', (res) => {
-        const r = healthz();
-        res.writeStatus(r.status).end(r.body);
-      })
-      .get('/readyz', (res) => {
-        const r = readyz(node);
-        res.writeStatus(r.status).end(r.body);
-      })
-      .ws<WsData>('/*', {
-        compression: uWS.DISABLED,
-        // Frames up to 4× the limit get a `too_large` error; beyond that uWS closes with 1009.
-        maxPayloadLength: config.maxFrameBytes * 4,
-        maxBackpressure: config.maxBackpressureBytes * 2,
-        closeOnBackpressureLimit: 1, // typed as number in this build; it is a flag
-        idleTimeout: config.idleTimeoutSeconds,
-        sendPingsAutomatically: true,
-        // An exception escaping a uWS handler would take the whole node down: contain it.
-        upgrade: (res, req, context) => this.guard('upgrade', () => this.upgrade(res, req, context)),
-        open: (ws) => this.guard('open', () => this.open(ws)),
-        message: (ws, msg, isBinary) => this.guard('message', () => this.message(ws, msg, isBinary)),
-        close: (ws, code, msg) => this.guard('close', () => this.onClose(ws, code, msg)),
-      })
-      .any('/*', (res) => {
-        res.writeStatus('404 Not Found').end('not found\n');
-      });
-  }
+  constructor(private readonly guard: (where: string, f: () => void) => void) {}
 
-  private guard(where: string, f: () => void): void {
-    this.inHandler = true;
-    try {
-      f();
-    } catch (e) {
-      this.log.error({ where, err: e }, 'websocket handler failed');
-    } finally {
-      this.inHandler = false;
-    }
-  }
-
-  /**
-   * Writes. Inside a uWS handler uWS corks by itself. Everything else (acks,
-   * replies after an engine call) comes from promise continuations, where each
-   * send would be its own syscall: those wait in `pending` and go out corked,
-   * once per socket per event-loop turn. Order per socket is kept: a write
-   * queues behind that socket's pending ones, and pending writes are flushed
-   * before any topic publish and before a close.
-   */
   write(conn: WsConn, msg: string): void {
     const q = this.pending.get(conn);
     if (q) q.push(msg);
@@ -141,20 +92,106 @@ export class UwsTransport implements Fanout {
   forget(conn: WsConn): void {
     this.pending.delete(conn);
   }
+}
 
-  /**
-   * Slow consumers. uWS can close a socket past its backpressure limit itself, but then the close
-   * looks like any dropped connection (1006) and cannot be counted. So uWS's own limit is a safety
-   * net at twice the bound, and the gateway closes sockets past the bound itself: after every
-   * direct send, and after each group publish for a few members in turn (O(1) per message, so every
-   * member of a busy group is looked at every few messages).
-   */
-  private checkGroup(groupId: string): void {
-    const g = this.groups.get(groupId);
-    if (!g || g.members.length === 0) return;
-    for (let i = 0; i < Math.min(CHECKS_PER_PUBLISH, g.members.length); i++) {
-      g.cursor = (g.cursor + 1) % g.members.length;
-      (g.members[g.cursor] as WsConn).checkBackpressure();
+/** What every WebSocket connection of this transport shares (one reference per connection). */
+interface WsShared {
+  writes: Writes;
+  members: GroupMembers<WsConn>;
+  slow: SlowConsumers;
+}
+
+/**
+ * Group fan-out through uWS topics (`g/<id>/<codec>`): one native publish per codec. Slow
+ * consumers: uWS can close a socket past its backpressure limit itself, but then the close looks
+ * like any dropped connection (1006) and cannot be counted. So uWS's own limit is a safety net at
+ * twice the bound, and the gateway closes sockets past the bound itself: after every direct send,
+ * and after each group publish for a few members in turn (O(1) per message, so every member of a
+ * busy group is looked at every few messages).
+ */
+class UwsFanout implements Fanout {
+  constructor(
+    private readonly app: uWS.TemplatedApp,
+    private readonly shared: WsShared,
+    private readonly metrics: Metrics,
+  ) {}
+
+  publish(groupId: string, text: string, json: string, exclude: Conn | null, isMessage: boolean): void {
+    this.publishTopic(topic(groupId, 'text'), text, isMessage ? 'ws_text' : null, exclude);
+    this.publishTopic(topic(groupId, 'json'), json, isMessage ? 'ws_json' : null, exclude);
+    this.shared.members.inTurn(groupId, CHECKS_PER_PUBLISH, (c) => c.checkBackpressure());
+  }
+
+  private publishTopic(t: string, msg: string, label: TransportLabel | null, exclude: Conn | null): void {
+    let n = this.app.numSubscribers(t);
+    if (n === 0) return;
+    this.shared.writes.flushAll(); // what was written to members before this message goes out before it
+    if (exclude instanceof WsConn && !exclude.data.closed && exclude.ws.isSubscribed(t)) {
+      exclude.ws.publish(t, msg, false); // uWS skips the publishing socket itself
+      n--;
+    } else this.app.publish(t, msg, false);
+    if (n > 0 && label) this.metrics.delivered.inc({ transport: label }, n);
+  }
+}
+
+export class UwsTransport {
+  private readonly app: uWS.TemplatedApp;
+  private listenSocket: uWS.us_listen_socket | null = null;
+  private readonly shared: WsShared;
+  /** The group fan-out the node publishes through. */
+  readonly fanout: Fanout;
+
+  constructor(
+    private readonly gate: Gate,
+    private readonly proxies: TrustedProxies,
+    private readonly config: Config,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {
+    this.app = uWS.App();
+    this.shared = {
+      writes: new Writes((where, f) => this.guard(where, f)),
+      members: new GroupMembers<WsConn>(),
+      slow: new SlowConsumers(config.maxBackpressureBytes, metrics, log),
+    };
+    this.fanout = new UwsFanout(this.app, this.shared, metrics);
+    this.app
+      .get('/healthz', (res) => {
+        const r = healthz();
+        res.writeStatus(r.status).end(r.body);
+      })
+      .get('/readyz', (res) => {
+        const r = readyz(gate);
+        res.writeStatus(r.status).end(r.body);
+      })
+      .ws<WsData>('/*', {
+        compression: uWS.DISABLED,
+        // Frames up to 4× the limit get a `too_large` error; beyond that uWS closes with 1009.
+        maxPayloadLength: config.maxFrameBytes * 4,
+        maxBackpressure: config.maxBackpressureBytes * 2,
+        closeOnBackpressureLimit: 1, // typed as number in this build; it is a flag
+        idleTimeout: config.idleTimeoutSeconds,
+        sendPingsAutomatically: true,
+        // An exception escaping a uWS handler would take the whole node down: contain it.
+        upgrade: (res, req, context) => this.guard('upgrade', () => this.upgrade(res, req, context)),
+        open: (ws) => this.guard('open', () => this.open(ws)),
+        message: (ws, msg, isBinary) => this.guard('message', () => this.message(ws, msg, isBinary)),
+        close: (ws, code, msg) => this.guard('close', () => this.onClose(ws, code, msg)),
+      })
+      .any('/*', (res) => {
+        res.writeStatus('404 Not Found').end(`${T.HTTP_NOT_FOUND}\n`);
+      });
+  }
+
+  private guard(where: string, f: () => void): void {
+    const writes = this.shared.writes;
+    writes.inHandler = true;
+    try {
+      f();
+    } catch (e) {
+      this.log.error({ where, err: e }, 'websocket handler failed');
+    } finally {
+      writes.inHandler = false;
     }
   }
 
@@ -182,40 +219,9 @@ export class UwsTransport implements Fanout {
     this.listenSocket = null;
   }
 
-  publish(groupId: string, text: string, json: string, exclude: Conn | null, isMessage: boolean): void {
-    this.publishTopic(topic(groupId, 'text'), text, isMessage ? 'ws_text' : null, exclude);
-    this.publishTopic(topic(groupId, 'json'), json, isMessage ? 'ws_json' : null, exclude);
-    this.checkGroup(groupId);
-  }
-
-  join(conn: WsConn, groupId: string): void {
-    let g = this.groups.get(groupId);
-    if (!g) this.groups.set(groupId, (g = { members: [], cursor: 0 }));
-    g.members.push(conn);
-  }
-
-  leave(conn: WsConn, groupId: string): void {
-    const g = this.groups.get(groupId);
-    if (!g) return;
-    const i = g.members.indexOf(conn);
-    if (i >= 0) g.members.splice(i, 1);
-    if (g.members.length === 0) this.groups.delete(groupId);
-  }
-
-  slowConsumer(conn: WsConn, buffered: number): void {
-    this.metrics.slowConsumers.inc({ transport: conn.transport });
-    this.log.warn({ conn: conn.data.client?.memberId, transport: conn.transport, queued: buffered }, 'slow consumer closed');
-  }
-
-  private publishTopic(t: string, msg: string, label: TransportLabel | null, exclude: Conn | null): void {
-    let n = this.app.numSubscribers(t);
-    if (n === 0) return;
-    this.flushAll(); // what was written to members before this message goes out before it
-    if (exclude instanceof WsConn && !exclude.data.closed && exclude.ws.isSubscribed(t)) {
-      exclude.ws.publish(t, msg, false); // uWS skips the publishing socket itself
-      n--;
-    } else this.app.publish(t, msg, false);
-    if (n > 0 && label) this.metrics.delivered.inc({ transport: label }, n);
+  private refuse(res: uWS.HttpResponse, reason: 'draining' | 'origin' | 'subprotocol' | null, status: string, body: string): void {
+    if (reason) this.metrics.framesRejected.inc({ reason });
+    res.writeStatus(status).end(`${body}\n`);
   }
 
   private upgrade(res: uWS.HttpResponse, req: uWS.HttpRequest, context: uWS.us_socket_context_t): void {
@@ -229,20 +235,12 @@ export class UwsTransport implements Fanout {
     req.forEach((k, v) => {
       if (k === 'x-forwarded-for') xff.push(v);
     });
-    const r = resolveXff(peer, xff, this.node.trustedProxies);
+    const r = resolveXff(peer, xff, this.proxies);
     const address = clientAddress(peer, r.ip, r.forwarded, this.config.loopbackExempt);
-    if (this.node.isDraining()) {
-      this.metrics.framesRejected.inc({ reason: 'draining' });
-      res.writeStatus('503 Service Unavailable').end('draining\n');
-      return;
-    }
+    if (this.gate.isDraining()) return this.refuse(res, 'draining', '503 Service Unavailable', T.HTTP_DRAINING);
     const allowed = this.config.allowedOrigins;
     // Browsers always send Origin; clients without one (CLIs, servers) are not the CSWSH risk.
-    if (allowed !== null && origin !== '' && !allowed.includes(origin)) {
-      this.metrics.framesRejected.inc({ reason: 'origin' });
-      res.writeStatus('403 Forbidden').end('origin not allowed\n');
-      return;
-    }
+    if (allowed !== null && origin !== '' && !allowed.includes(origin)) return this.refuse(res, 'origin', '403 Forbidden', T.HTTP_ORIGIN_REFUSED);
     let codec: Codec = 'text';
     let chosen = '';
     const wanted = offered
@@ -251,51 +249,39 @@ export class UwsTransport implements Fanout {
       .filter((s) => s.length > 0);
     if (wanted.length > 0) {
       const match = wanted.find((p) => Object.hasOwn(SUBPROTOCOLS, p));
-      if (match === undefined) {
-        this.metrics.framesRejected.inc({ reason: 'subprotocol' });
-        res.writeStatus('400 Bad Request').end('unsupported subprotocol: use chat.text or chat.json\n');
-        return;
-      }
+      if (match === undefined) return this.refuse(res, 'subprotocol', '400 Bad Request', T.HTTP_BAD_SUBPROTOCOL);
       codec = SUBPROTOCOLS[match] as Codec;
       chosen = match;
     }
-    if (!this.node.admit(address)) {
-      res.writeStatus('429 Too Many Requests').end(T.TOO_MANY_CONNECTIONS + '\n');
-      return;
-    }
-    res.upgrade<WsData>({ codec, address, client: null, closed: false, ending: false, conn: null }, key, chosen, extensions, context);
+    // Counted by the gate (ip_limit).
+    if (!this.gate.admit(address)) return this.refuse(res, null, '429 Too Many Requests', T.TOO_MANY_CONNECTIONS);
+    res.upgrade<WsData>({ codec, address, inbound: null, closed: false, ending: false, conn: null }, key, chosen, extensions, context);
   }
 
   private open(ws: uWS.WebSocket<WsData>): void {
     const data = ws.getUserData();
-    const conn = new WsConn(ws, data, this, this.config.maxBackpressureBytes);
+    const conn = new WsConn(ws, data, this.shared);
     data.conn = conn;
-    data.client = this.node.connect(conn);
+    data.inbound = this.gate.connect(conn);
   }
 
   private message(ws: uWS.WebSocket<WsData>, msg: ArrayBuffer, isBinary: boolean): void {
     const data = ws.getUserData();
-    const c = data.client;
-    if (!c) return;
-    if (isBinary) return this.node.reject(c, 'invalid_input', 'binary', T.INVALID_INPUT);
-    if (msg.byteLength > this.config.maxFrameBytes) return this.node.reject(c, 'too_large', 'too_large', T.TOO_LARGE);
-    const text = decodeUtf8(msg);
-    if (text === undefined) return this.node.reject(c, 'invalid_input', 'invalid_utf8', T.INVALID_INPUT);
-    if (data.codec === 'text') return this.node.input(c, { kind: 'text', text }, msg.byteLength);
-    const op = parseClientFrame(text);
-    if (isFrameError(op)) return this.node.reject(c, op.error, op.reason, op.message);
-    this.node.input(c, { kind: 'op', op }, msg.byteLength);
+    const inbound = data.inbound;
+    if (!inbound) return;
+    if (isBinary) return inbound.reject('invalid_input', 'binary', T.INVALID_INPUT);
+    receive(inbound, data.codec, msg, this.config.maxFrameBytes);
   }
 
   private onClose(ws: uWS.WebSocket<WsData>, code: number, msg: ArrayBuffer): void {
     const data = ws.getUserData();
     data.closed = true;
     if (data.conn) {
-      for (const g of data.conn.groups) this.leave(data.conn, g);
-      this.forget(data.conn);
+      this.shared.members.leave(data.conn);
+      this.shared.writes.forget(data.conn);
     }
-    this.log.debug({ conn: data.client?.memberId, code, reason: Buffer.from(msg).toString() }, 'ws closed');
-    if (data.client) this.node.disconnected(data.client);
+    this.log.debug({ conn: data.inbound?.id, code, reason: Buffer.from(msg).toString() }, 'ws closed');
+    data.inbound?.closed();
   }
 }
 
@@ -303,13 +289,11 @@ class WsConn implements Conn {
   readonly codec: Codec;
   readonly transport: TransportLabel;
   readonly address: ClientAddress;
-  readonly groups = new Set<string>();
 
   constructor(
     readonly ws: uWS.WebSocket<WsData>,
     readonly data: WsData,
-    private readonly t: UwsTransport,
-    private readonly maxBuffered: number,
+    private readonly shared: WsShared,
   ) {
     this.codec = data.codec;
     this.transport = data.codec === 'json' ? 'ws_json' : 'ws_text';
@@ -318,7 +302,7 @@ class WsConn implements Conn {
 
   write(msg: string): void {
     if (this.data.closed || this.data.ending) return;
-    this.t.write(this, msg);
+    this.shared.writes.write(this, msg);
   }
 
   /** Send now, corked: one syscall for the lot. */
@@ -335,16 +319,14 @@ class WsConn implements Conn {
   /** Close (without a close frame: it would queue behind the backlog) once past the bound. */
   checkBackpressure(): void {
     if (this.data.closed || this.data.ending) return;
-    const buffered = this.ws.getBufferedAmount();
-    if (buffered <= this.maxBuffered) return;
+    if (!this.shared.slow.tooSlow(this.transport, this.data.inbound?.id, this.ws.getBufferedAmount())) return;
     this.data.ending = true;
-    this.t.slowConsumer(this, buffered);
     this.ws.close();
   }
 
   end(code: number, reason: string): void {
     if (this.data.closed || this.data.ending) return;
-    this.t.flush(this);
+    this.shared.writes.flush(this);
     if (this.data.closed || this.data.ending) return; // the flush found it a slow consumer
     this.data.ending = true;
     this.ws.end(code, reason);
@@ -353,12 +335,11 @@ class WsConn implements Conn {
   subscribe(groupId: string): void {
     if (this.data.closed) return;
     this.ws.subscribe(topic(groupId, this.codec));
-    this.groups.add(groupId);
-    this.t.join(this, groupId);
+    this.shared.members.join(this, groupId);
   }
 
   unsubscribe(groupId: string): void {
-    if (this.groups.delete(groupId)) this.t.leave(this, groupId);
+    this.shared.members.leave(this);
     if (!this.data.closed) this.ws.unsubscribe(topic(groupId, this.codec));
   }
 }

@@ -1,6 +1,8 @@
-// One behavioural suite for every Engine, run in-process: the embedded
-// MemoryEngine (temp DATA_DIR), the RedisEngine on a real redis-server, and
-// the RedisEngine on a real 3-master Redis Cluster (REDIS_CLUSTER_NODES).
+// One behavioural suite for every Engine, run in-process and organised by the
+// engine's interfaces (Lifecycle, GroupStore, Broker, PresenceManager,
+// Throttle): the embedded MemoryEngine (temp DATA_DIR), the RedisEngine on a
+// real redis-server, and the RedisEngine on a real 3-master Redis Cluster
+// (REDIS_CLUSTER_NODES).
 // Then what only the Redis engine has: several processes' worth of engines on
 // one Redis, a counter gone backwards, a killed subscriber connection, an
 // outage, a Redis that stops answering. (Cluster-only cases:
@@ -8,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config.js';
-import { EngineUnavailableError, type ChannelEvent, type Engine, type StoredMessage } from '../../src/engine/engine.js';
+import { EngineUnavailableError, type ChannelEvent, type Engine, type HistoryQuery, type StoredMessage } from '../../src/engine/engine.js';
 import { MemoryEngine } from '../../src/engine/memory.js';
 import { RedisEngine } from '../../src/engine/redis/redis-engine.js';
 import { ID_COUNTER, NODE_REGISTRY, groupKeys, memberValue, nodeKeys } from '../../src/engine/redis/keys.js';
@@ -33,11 +35,27 @@ function redisEngine(server: RedisServer | RedisClusterServer, nodeId = 'conf-a'
   return new RedisEngine(config);
 }
 
-/** Listens to one group's channel: events in arrival order. */
-function listen(): { inbox: Inbox<ChannelEvent>; listener: (ev: ChannelEvent) => void } {
+const taps = new WeakMap<Engine, Map<string, Inbox<ChannelEvent>>>();
+
+/** Subscribe `e` to group `g`: the group's events in arrival order, as the engine's one handler got them. */
+async function listen(e: Engine, g: string): Promise<Inbox<ChannelEvent>> {
+  let byGroup = taps.get(e);
+  if (!byGroup) {
+    const m = new Map<string, Inbox<ChannelEvent>>();
+    byGroup = m;
+    taps.set(e, m);
+    e.onChannel((groupId, ev) => m.get(groupId)?.push(ev));
+  }
   const inbox = new Inbox<ChannelEvent>();
-  return { inbox, listener: (ev) => inbox.push(ev) };
+  byGroup.set(g, inbox);
+  await e.subscribe(g);
+  return inbox;
 }
+
+/** The group's top seq. */
+const top = async (e: Engine, g: string): Promise<number> => (await e.history(g, { limit: 0 })).top;
+/** A page of history's messages. */
+const page = async (e: Engine, g: string, q: HistoryQuery): Promise<StoredMessage[]> => (await e.history(g, q)).messages;
 
 async function nextMessage(inbox: Inbox<ChannelEvent>, what: string): Promise<StoredMessage> {
   const ev = await inbox.next(5000, what, (e) => e.kind === 'message');
@@ -126,202 +144,222 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       await h.close();
     });
 
-    test('is up once started, down once stopped', async () => {
-      const e = await h.fresh();
-      assert.equal(e.isUp(), true);
-      await e.stop();
-      assert.equal(e.isUp(), false);
-    });
-
-    test('group IDs come from one counter starting at "0"; records read back', async () => {
-      const e = await fresh();
-      assert.equal(await e.hasGroups(), false);
-      assert.equal(await e.getGroup('0'), null);
-      const ids: string[] = [];
-      const epochs: string[] = [];
-      for (const who of ['ann', 'bob', 'cy']) {
-        const g = await e.createGroup(rec(who));
-        ids.push(g.id);
-        epochs.push(g.epoch);
-      }
-      assert.deepEqual(ids, ['0', '1', '2']);
-      assert.equal(new Set(epochs).size, 3, 'every group gets its own random epoch');
-      assert.equal(await e.hasGroups(), true);
-      assert.deepEqual(await e.getGroup('1'), { id: '1', ...rec('bob'), epoch: epochs[1] });
-      assert.equal(await e.getGroup('3'), null);
-      assert.equal(await e.getGroup('not-an-id'), null);
-      assert.equal(await e.latestSeq('0'), 0);
-    });
-
-    test('concurrent creates get distinct consecutive IDs', async () => {
-      const e = await fresh();
-      const got = await Promise.all(Array.from({ length: 50 }, (_, i) => e.createGroup(rec(`u${i}`))));
-      assert.deepEqual(got.map((g) => Number(g.id)).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i));
-      for (const g of got) assert.equal((await e.getGroup(g.id))?.creator, g.creator);
-    });
-
-    test('a reopened engine keeps groups and history and never reuses or overwrites an ID', async () => {
-      let e = await fresh();
-      const ann = await e.createGroup(rec('ann'));
-      const bob = await e.createGroup(rec('bob'));
-      await e.publish('1', msg('bob', 'kept'));
-      e = await h.reopen(e);
-      open.push(e);
-      assert.equal(await e.hasGroups(), true);
-      assert.deepEqual(await e.getGroup('0'), { id: '0', ...rec('ann'), epoch: ann.epoch });
-      assert.equal((await e.createGroup(rec('cy'))).id, '2');
-      assert.deepEqual(await e.getGroup('1'), { id: '1', ...rec('bob'), epoch: bob.epoch });
-      assert.deepEqual((await e.history('1', { limit: 10 })).map((m) => [m.seq, m.text]), [[1, 'kept']]);
-      assert.equal(await e.latestSeq('1'), 1);
-    });
-
-    test('publish: seq grows by one per message, latestSeq follows, concurrent sends get distinct seqs', async () => {
-      const e = await fresh();
-      const g = (await e.createGroup(rec('ann'))).id;
-      const other = (await e.createGroup(rec('bob'))).id;
-      const first = await e.publish(g, msg('ann', 'one'));
-      assert.equal(first.seq, 1);
-      assert.equal(first.groupId, g);
-      assert.equal(first.text, 'one');
-      assert.equal((await e.publish(g, msg('ann', 'two'))).seq, 2);
-      assert.equal(await e.latestSeq(g), 2);
-      assert.equal(await e.latestSeq(other), 0, 'seq is per group');
-      const seqs = (await Promise.all(Array.from({ length: 20 }, (_, i) => e.publish(g, msg('ann', `c${i}`))))).map((m) => m.seq);
-      assert.deepEqual([...seqs].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 3));
-      assert.equal(await e.latestSeq(g), 22);
-    });
-
-    test('publish to a group that does not exist fails and stores nothing', async () => {
-      const e = await fresh();
-      await assert.rejects(e.publish('7', msg('ann', 'secret text')), (err: Error) => {
-        assert.match(err.message, /no group 7/);
-        assert.doesNotMatch(JSON.stringify({ ...err, message: err.message }), /secret text/, 'the error carries no message text');
-        assert.ok(!(err instanceof EngineUnavailableError));
-        return true;
+    describe('Lifecycle', () => {
+      test('is up once started, down once stopped', async () => {
+        const e = await h.fresh();
+        assert.equal(e.isUp(), true);
+        await e.stop();
+        assert.equal(e.isUp(), false);
       });
-      assert.equal(await e.latestSeq('7'), 0);
-      assert.deepEqual(await e.history('7', { limit: 10 }), []);
     });
 
-    test('history: newest N oldest first, since a seq, capped at HISTORY_LIMIT, text as sent', async () => {
-      const e = await fresh();
-      const g = (await e.createGroup(rec('ann'))).id;
-      assert.deepEqual(await e.history(g, { limit: 10 }), []);
-      const odd = 'ünï "quoted" \\ / {"t":"m"} \u2028 line';
-      for (let i = 1; i <= 8; i++) await e.publish(g, msg('ann', i === 8 ? odd : `m${i}`));
-      const seqs = (ms: StoredMessage[]): number[] => ms.map((m) => m.seq);
-      assert.deepEqual(seqs(await e.history(g, { limit: 100 })), [4, 5, 6, 7, 8], 'only HISTORY_LIMIT kept');
-      assert.deepEqual(seqs(await e.history(g, { limit: 2 })), [7, 8]);
-      assert.deepEqual(seqs(await e.history(g, { since: 5, limit: 100 })), [6, 7, 8]);
-      assert.deepEqual(seqs(await e.history(g, { since: 1, limit: 100 })), [4, 5, 6, 7, 8], 'since older than what is kept');
-      assert.deepEqual(seqs(await e.history(g, { since: 0, limit: 2 })), [4, 5]);
-      assert.deepEqual(await e.history(g, { since: 8, limit: 100 }), []);
-      const last = (await e.history(g, { since: 7, limit: 1 }))[0];
-      assert.equal(last?.text, odd);
-      assert.equal(last?.from, 'ann');
-      assert.equal(typeof last?.ts, 'number');
+    describe('GroupStore', () => {
+      test('group IDs come from one counter starting at "0"; records read back', async () => {
+        const e = await fresh();
+        assert.equal(await e.hasGroups(), false);
+        assert.equal(await e.getGroup('0'), null);
+        const ids: string[] = [];
+        const epochs: string[] = [];
+        for (const who of ['ann', 'bob', 'cy']) {
+          const g = await e.createGroup(rec(who));
+          ids.push(g.id);
+          epochs.push(g.epoch);
+        }
+        assert.deepEqual(ids, ['0', '1', '2']);
+        assert.equal(new Set(epochs).size, 3, 'every group gets its own random epoch');
+        assert.equal(await e.hasGroups(), true);
+        assert.deepEqual(await e.getGroup('1'), { id: '1', ...rec('bob'), epoch: epochs[1] });
+        assert.equal(await e.getGroup('3'), null);
+        assert.equal(await e.getGroup('not-an-id'), null);
+        assert.equal(await top(e, '0'), 0);
+      });
+
+      test('concurrent creates get distinct consecutive IDs', async () => {
+        const e = await fresh();
+        const got = await Promise.all(Array.from({ length: 50 }, (_, i) => e.createGroup(rec(`u${i}`))));
+        assert.deepEqual(got.map((g) => Number(g.id)).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i));
+        for (const g of got) assert.equal((await e.getGroup(g.id))?.creator, g.creator);
+      });
+
+      test('a reopened engine keeps groups and history and never reuses or overwrites an ID', async () => {
+        let e = await fresh();
+        const ann = await e.createGroup(rec('ann'));
+        const bob = await e.createGroup(rec('bob'));
+        await e.publish('1', msg('bob', 'kept'));
+        e = await h.reopen(e);
+        open.push(e);
+        assert.equal(await e.hasGroups(), true);
+        assert.deepEqual(await e.getGroup('0'), { id: '0', ...rec('ann'), epoch: ann.epoch });
+        assert.equal((await e.createGroup(rec('cy'))).id, '2');
+        assert.deepEqual(await e.getGroup('1'), { id: '1', ...rec('bob'), epoch: bob.epoch });
+        assert.deepEqual((await page(e, '1', { limit: 10 })).map((m) => [m.seq, m.text]), [[1, 'kept']]);
+        assert.equal(await top(e, '1'), 1);
+      });
     });
 
-    test('subscribe delivers each message once in seq order; unsubscribe stops delivery', async () => {
-      const e = await fresh();
-      const g = (await e.createGroup(rec('ann'))).id;
-      const g2 = (await e.createGroup(rec('bob'))).id;
-      const a = listen();
-      const b = listen();
-      await e.subscribe(g, a.listener);
-      await e.subscribe(g2, b.listener);
-      for (let i = 1; i <= 10; i++) await e.publish(g, msg('ann', `m${i}`));
-      for (let i = 1; i <= 10; i++) {
-        const m = await nextMessage(a.inbox, `message ${i}`);
-        assert.deepEqual([m.seq, m.text, m.from, m.origin], [i, `m${i}`, 'ann', 'node/ann']);
-      }
-      await e.unsubscribe(g);
-      await e.publish(g, msg('ann', 'unheard'));
-      await e.publish(g2, msg('bob', 'marker'));
-      // Delivery is in order per engine, so once g2's message is in, g's would have been too.
-      assert.equal((await nextMessage(b.inbox, 'marker')).text, 'marker');
-      assert.deepEqual(a.inbox.peek(), [], 'nothing after unsubscribe');
-      // Subscribing again (a new listener) works.
-      const c = listen();
-      await e.subscribe(g, c.listener);
-      await e.publish(g, msg('ann', 'again'));
-      assert.equal((await nextMessage(c.inbox, 'after resubscribe')).seq, 12);
+    describe('Broker', () => {
+      test('publish: seq grows by one per message, the top seq follows, concurrent sends get distinct seqs', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const other = (await e.createGroup(rec('bob'))).id;
+        const first = await e.publish(g, msg('ann', 'one'));
+        assert.equal(first.seq, 1);
+        assert.equal(first.groupId, g);
+        assert.equal(first.text, 'one');
+        assert.equal((await e.publish(g, msg('ann', 'two'))).seq, 2);
+        assert.equal(await top(e, g), 2);
+        assert.equal(await top(e, other), 0, 'seq is per group');
+        const seqs = (await Promise.all(Array.from({ length: 20 }, (_, i) => e.publish(g, msg('ann', `c${i}`))))).map((m) => m.seq);
+        assert.deepEqual([...seqs].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 3));
+        assert.equal(await top(e, g), 22);
+      });
+
+      test('publish to a group that does not exist fails and stores nothing', async () => {
+        const e = await fresh();
+        await assert.rejects(e.publish('7', msg('ann', 'secret text')), (err: Error) => {
+          assert.match(err.message, /no group 7/);
+          assert.doesNotMatch(JSON.stringify({ ...err, message: err.message }), /secret text/, 'the error carries no message text');
+          assert.ok(!(err instanceof EngineUnavailableError));
+          return true;
+        });
+        assert.equal(await top(e, '7'), 0);
+        assert.deepEqual(await page(e, '7', { limit: 10 }), []);
+      });
+
+      test('history: newest N oldest first, since a seq, capped at HISTORY_LIMIT, text as sent', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        assert.deepEqual(await page(e, g, { limit: 10 }), []);
+        const odd = 'ünï "quoted" \\ / {"t":"m"} \u2028 line';
+        for (let i = 1; i <= 8; i++) await e.publish(g, msg('ann', i === 8 ? odd : `m${i}`));
+        const seqs = (ms: StoredMessage[]): number[] => ms.map((m) => m.seq);
+        assert.deepEqual(seqs(await page(e, g, { limit: 100 })), [4, 5, 6, 7, 8], 'only HISTORY_LIMIT kept');
+        assert.deepEqual(seqs(await page(e, g, { limit: 2 })), [7, 8]);
+        assert.deepEqual(seqs(await page(e, g, { since: 5, limit: 100 })), [6, 7, 8]);
+        assert.deepEqual(seqs(await page(e, g, { since: 1, limit: 100 })), [4, 5, 6, 7, 8], 'since older than what is kept');
+        assert.deepEqual(seqs(await page(e, g, { since: 0, limit: 2 })), [4, 5]);
+        assert.deepEqual(await page(e, g, { since: 8, limit: 100 }), []);
+        const last = (await page(e, g, { since: 7, limit: 1 }))[0];
+        assert.equal(last?.text, odd);
+        assert.equal(last?.from, 'ann');
+        assert.equal(typeof last?.ts, 'number');
+      });
+
+      test('history returns the top seq with every page: trimmed, empty, past the end, or limit 0', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        assert.deepEqual(await e.history(g, { limit: 10 }), { messages: [], top: 0 });
+        for (let i = 1; i <= 8; i++) await e.publish(g, msg('ann', `m${i}`));
+        const recent = await e.history(g, { limit: 2 });
+        assert.deepEqual([recent.messages.map((m) => m.seq), recent.top], [[7, 8], 8]);
+        const after = await e.history(g, { since: 3, limit: 1 });
+        assert.deepEqual([after.messages.map((m) => m.seq), after.top], [[4], 8], 'the top of the group, not of the page');
+        assert.deepEqual(await e.history(g, { since: 8, limit: 10 }), { messages: [], top: 8 });
+        assert.deepEqual(await e.history(g, { limit: 0 }), { messages: [], top: 8 });
+        assert.deepEqual(await e.history('404', { limit: 10 }), { messages: [], top: 0 }, 'a group that does not exist');
+      });
+
+      test('subscribe delivers each message once in seq order, to the one handler with its group; unsubscribe stops delivery', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const g2 = (await e.createGroup(rec('bob'))).id;
+        const a = await listen(e, g);
+        const b = await listen(e, g2);
+        for (let i = 1; i <= 10; i++) await e.publish(g, msg('ann', `m${i}`));
+        for (let i = 1; i <= 10; i++) {
+          const m = await nextMessage(a, `message ${i}`);
+          assert.deepEqual([m.seq, m.text, m.from, m.origin], [i, `m${i}`, 'ann', 'node/ann']);
+        }
+        await e.unsubscribe(g);
+        await e.publish(g, msg('ann', 'unheard'));
+        await e.publish(g2, msg('bob', 'marker'));
+        // Delivery is in order per engine, so once g2's message is in, g's would have been too.
+        assert.equal((await nextMessage(b, 'marker')).text, 'marker');
+        assert.deepEqual(a.peek(), [], 'nothing after unsubscribe');
+        // Subscribing again works.
+        const c = await listen(e, g);
+        await e.publish(g, msg('ann', 'again'));
+        assert.equal((await nextMessage(c, 'after resubscribe')).seq, 12);
+      });
+
+      test('notices reach the subscriber, carry no seq and are not stored', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const a = await listen(e, g);
+        await e.notify({ kind: 'joined', groupId: g, name: 'maya', origin: 'n1/5' });
+        await e.notify({ kind: 'left', groupId: g, name: 'maya', origin: 'n1/5' });
+        assert.deepEqual(await a.next(5000, 'joined notice'), { kind: 'notice', notice: { kind: 'joined', groupId: g, name: 'maya', origin: 'n1/5' } });
+        assert.deepEqual(await a.next(5000, 'left notice'), { kind: 'notice', notice: { kind: 'left', groupId: g, name: 'maya', origin: 'n1/5' } });
+        assert.equal(await top(e, g), 0);
+        assert.deepEqual(await page(e, g, { limit: 10 }), []);
+      });
     });
 
-    test('notices reach the subscriber, carry no seq and are not stored', async () => {
-      const e = await fresh();
-      const g = (await e.createGroup(rec('ann'))).id;
-      const a = listen();
-      await e.subscribe(g, a.listener);
-      await e.notify({ kind: 'joined', groupId: g, name: 'maya', origin: 'n1/5' });
-      await e.notify({ kind: 'left', groupId: g, name: 'maya', origin: 'n1/5' });
-      assert.deepEqual(await a.inbox.next(5000, 'joined notice'), { kind: 'notice', notice: { kind: 'joined', groupId: g, name: 'maya', origin: 'n1/5' } });
-      assert.deepEqual(await a.inbox.next(5000, 'left notice'), { kind: 'notice', notice: { kind: 'left', groupId: g, name: 'maya', origin: 'n1/5' } });
-      assert.equal(await e.latestSeq(g), 0);
-      assert.deepEqual(await e.history(g, { limit: 10 }), []);
+    describe('PresenceManager', () => {
+      test('presence: add, list, remove, per group', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const g2 = (await e.createGroup(rec('bob'))).id;
+        assert.deepEqual(await e.members(g), []);
+        await e.addMember(g, 'n1/1', 'ann');
+        await e.addMember(g, 'n1/2', 'maya');
+        await e.addMember(g, 'n2/1', 'ann');
+        await e.addMember(g2, 'n1/3', 'bob');
+        assert.deepEqual((await e.members(g)).sort(), ['ann', 'ann', 'maya']);
+        assert.deepEqual(await e.members(g2), ['bob']);
+        await e.removeMember(g, 'n1/1');
+        await e.removeMember(g, 'n1/404');
+        assert.deepEqual((await e.members(g)).sort(), ['ann', 'maya']);
+        await e.removeMember(g, 'n1/2');
+        await e.removeMember(g, 'n2/1');
+        assert.deepEqual(await e.members(g), []);
+        assert.deepEqual(await e.members(g2), ['bob']);
+      });
     });
 
-    test('presence: add, list, remove, per group', async () => {
-      const e = await fresh();
-      const g = (await e.createGroup(rec('ann'))).id;
-      const g2 = (await e.createGroup(rec('bob'))).id;
-      assert.deepEqual(await e.members(g), []);
-      await e.addMember(g, 'n1/1', 'ann');
-      await e.addMember(g, 'n1/2', 'maya');
-      await e.addMember(g, 'n2/1', 'ann');
-      await e.addMember(g2, 'n1/3', 'bob');
-      assert.deepEqual((await e.members(g)).sort(), ['ann', 'ann', 'maya']);
-      assert.deepEqual(await e.members(g2), ['bob']);
-      await e.removeMember(g, 'n1/1');
-      await e.removeMember(g, 'n1/404');
-      assert.deepEqual((await e.members(g)).sort(), ['ann', 'maya']);
-      await e.removeMember(g, 'n1/2');
-      await e.removeMember(g, 'n2/1');
-      assert.deepEqual(await e.members(g), []);
-      assert.deepEqual(await e.members(g2), ['bob']);
-    });
+    describe('Throttle', () => {
+      test('wrong-password limit: per (group, address), counted before the check, locks at max, forgets after a quiet window', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const g2 = (await e.createGroup(rec('bob'))).id;
+        const policy = { maxFailures: 3, windowMs: 1000, backoffAfter: 100 };
+        for (const n of [1, 2, 3]) assert.deepEqual(await e.throttle.authAttempt(g, '198.51.100.7', policy), { allowed: true, failures: n });
+        const locked = await e.throttle.authAttempt(g, '198.51.100.7', policy);
+        assert.equal(locked.allowed, false);
+        assert.equal(!locked.allowed && locked.locked, true);
+        assert.equal((await e.throttle.authAttempt(g, '198.51.100.8', policy)).allowed, true, 'another address is not locked out');
+        assert.equal((await e.throttle.authAttempt(g2, '198.51.100.7', policy)).allowed, true, 'another group is not affected');
+        const lockedAt = Date.now();
+        await until(async () => (await e.throttle.authAttempt(g, '198.51.100.7', policy)).allowed, 5000, 'the lockout window to end');
+        assert.ok(Date.now() - lockedAt < 2500, 'unlocked within about the window');
+      });
 
-    test('wrong-password limit: per (group, address), counted before the check, locks at max, forgets after a quiet window', async () => {
-      const e = await fresh();
-      const g = (await e.createGroup(rec('ann'))).id;
-      const g2 = (await e.createGroup(rec('bob'))).id;
-      const policy = { maxFailures: 3, windowMs: 1000, backoffAfter: 100 };
-      for (const n of [1, 2, 3]) assert.deepEqual(await e.throttle.authAttempt(g, '198.51.100.7', policy), { allowed: true, failures: n });
-      const locked = await e.throttle.authAttempt(g, '198.51.100.7', policy);
-      assert.equal(locked.allowed, false);
-      assert.equal(!locked.allowed && locked.locked, true);
-      assert.equal((await e.throttle.authAttempt(g, '198.51.100.8', policy)).allowed, true, 'another address is not locked out');
-      assert.equal((await e.throttle.authAttempt(g2, '198.51.100.7', policy)).allowed, true, 'another group is not affected');
-      const lockedAt = Date.now();
-      await until(async () => (await e.throttle.authAttempt(g, '198.51.100.7', policy)).allowed, 5000, 'the lockout window to end');
-      assert.ok(Date.now() - lockedAt < 2500, 'unlocked within about the window');
-    });
+      test('wrong-password limit: parallel attempts are counted atomically; backoff grows; a right password clears the count', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const policy = { maxFailures: 10, windowMs: 60_000, backoffAfter: 2 };
+        const t0 = 1_000_000;
+        const got = await Promise.all([1, 2, 3, 4].map(() => e.throttle.authAttempt(g, '2001:db8::/64', policy, t0)));
+        assert.deepEqual(got.filter((a) => a.allowed).map((a) => (a.allowed ? a.failures : 0)).sort(), [1, 2], 'two pass, then backoff');
+        const wait = got.find((a) => !a.allowed);
+        assert.ok(wait && !wait.allowed && !wait.locked && wait.retryMs === 1000, 'after 2 failures: wait 1 s');
+        assert.equal((await e.throttle.authAttempt(g, '2001:db8::/64', policy, t0 + 1000)).allowed, true, 'the third after 1 s');
+        const next = await e.throttle.authAttempt(g, '2001:db8::/64', policy, t0 + 2000);
+        assert.ok(!next.allowed && next.retryMs === 1000, 'after 3 failures: 2 s after the last');
+        await e.throttle.authSuccess(g, '2001:db8::/64');
+        assert.deepEqual(await e.throttle.authAttempt(g, '2001:db8::/64', policy, t0 + 2000), { allowed: true, failures: 1 });
+      });
 
-    test('wrong-password limit: parallel attempts are counted atomically; backoff grows; a right password clears the count', async () => {
-      const e = await fresh();
-      const g = (await e.createGroup(rec('ann'))).id;
-      const policy = { maxFailures: 10, windowMs: 60_000, backoffAfter: 2 };
-      const t0 = 1_000_000;
-      const got = await Promise.all([1, 2, 3, 4].map(() => e.throttle.authAttempt(g, '2001:db8::/64', policy, t0)));
-      assert.deepEqual(got.filter((a) => a.allowed).map((a) => (a.allowed ? a.failures : 0)).sort(), [1, 2], 'two pass, then backoff');
-      const wait = got.find((a) => !a.allowed);
-      assert.ok(wait && !wait.allowed && !wait.locked && wait.retryMs === 1000, 'after 2 failures: wait 1 s');
-      assert.equal((await e.throttle.authAttempt(g, '2001:db8::/64', policy, t0 + 1000)).allowed, true, 'the third after 1 s');
-      const next = await e.throttle.authAttempt(g, '2001:db8::/64', policy, t0 + 2000);
-      assert.ok(!next.allowed && next.retryMs === 1000, 'after 3 failures: 2 s after the last');
-      await e.throttle.authSuccess(g, '2001:db8::/64');
-      assert.deepEqual(await e.throttle.authAttempt(g, '2001:db8::/64', policy, t0 + 2000), { allowed: true, failures: 1 });
-    });
-
-    test('per-address budgets: a fixed window from the first hit', async () => {
-      const e = await fresh();
-      const hits = await Promise.all(Array.from({ length: 5 }, () => e.throttle.hit('create/203.0.113.9', 60_000)));
-      assert.deepEqual(hits.map((h) => h.count).sort(), [1, 2, 3, 4, 5]);
-      assert.ok(hits.every((h) => h.resetMs > 0 && h.resetMs <= 60_000));
-      assert.equal((await e.throttle.hit('create/203.0.113.10', 60_000)).count, 1, 'another address has its own budget');
-      const short = await e.throttle.hit('auth/203.0.113.9', 300);
-      assert.equal(short.count, 1);
-      await until(async () => (await e.throttle.hit('auth/203.0.113.9', 300)).count === 1, 5000, 'the budget window to end');
+      test('per-address budgets: a fixed window from the first hit', async () => {
+        const e = await fresh();
+        const hits = await Promise.all(Array.from({ length: 5 }, () => e.throttle.hit('create/203.0.113.9', 60_000)));
+        assert.deepEqual(hits.map((h) => h.count).sort(), [1, 2, 3, 4, 5]);
+        assert.ok(hits.every((h) => h.resetMs > 0 && h.resetMs <= 60_000));
+        assert.equal((await e.throttle.hit('create/203.0.113.10', 60_000)).count, 1, 'another address has its own budget');
+        const short = await e.throttle.hit('auth/203.0.113.9', 300);
+        assert.equal(short.count, 1);
+        await until(async () => (await e.throttle.hit('auth/203.0.113.9', 300)).count === 1, 5000, 'the budget window to end');
+      });
     });
   });
 }
@@ -351,15 +389,13 @@ describe('redis engine: several nodes on one Redis', () => {
     const g = created.id;
     assert.equal((await b.createGroup(rec('bob'))).id, '1');
     assert.deepEqual(await b.getGroup(g), { id: g, ...rec('ann'), epoch: created.epoch });
-    const onA = listen();
-    const onB = listen();
-    await a.subscribe(g, onA.listener);
-    await b.subscribe(g, onB.listener);
+    const onA = await listen(a, g);
+    const onB = await listen(b, g);
     const [numsub] = (await server.admin.pubsub('NUMSUB', groupKeys(g).channel)).slice(1) as [number];
     assert.equal(numsub, 2);
     await a.publish(g, msg('ann', 'from a'));
     await b.publish(g, msg('bob', 'from b'));
-    for (const inbox of [onA.inbox, onB.inbox]) {
+    for (const inbox of [onA, onB]) {
       assert.deepEqual([(await nextMessage(inbox, 'first')).text, (await nextMessage(inbox, 'second')).text], ['from a', 'from b']);
     }
     await a.addMember(g, 'a/1', 'ann');
@@ -390,22 +426,20 @@ describe('redis engine: several nodes on one Redis', () => {
     await server.admin.flushall();
     const a = await node('a3');
     const g = (await a.createGroup(rec('ann'))).id;
-    const l = listen();
-    await a.subscribe(g, l.listener);
+    const l = await listen(a, g);
     const killed = await server.admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     assert.ok(Number(killed) >= 1);
-    await l.inbox.next(10_000, 'a resync event', (ev) => ev.kind === 'resync');
+    await l.next(10_000, 'a resync event', (ev) => ev.kind === 'resync');
     assert.equal(a.isUp(), true);
     await a.publish(g, msg('ann', 'after'));
-    assert.equal((await nextMessage(l.inbox, 'live again')).text, 'after');
+    assert.equal((await nextMessage(l, 'live again')).text, 'after');
   });
 
   test('a dead node’s members are hidden at once and swept by a live node, with left notices', async () => {
     await server.admin.flushall();
     const watcher = await node('w', { PRESENCE_TTL_SECONDS: '1' });
     const g = (await watcher.createGroup(rec('ann'))).id;
-    const l = listen();
-    await watcher.subscribe(g, l.listener);
+    const l = await listen(watcher, g);
     await watcher.addMember(g, 'w/1', 'ann');
     // What a kill -9'd node leaves behind: its registration and members, and no heartbeat key.
     const dead = 'v.0badc0ffee00';
@@ -413,7 +447,7 @@ describe('redis engine: several nodes on one Redis', () => {
     await server.admin.sadd(nodeKeys(dead).groups, g);
     await server.admin.hset(groupKeys(g).members, 'v/1', memberValue(dead, 'ghost'));
     assert.deepEqual(await watcher.members(g), ['ann'], 'members of a node without a heartbeat are not listed');
-    const left = await l.inbox.next(5000, 'left notice from the sweep', (ev) => ev.kind === 'notice');
+    const left = await l.next(5000, 'left notice from the sweep', (ev) => ev.kind === 'notice');
     assert.deepEqual(left, { kind: 'notice', notice: { kind: 'left', groupId: g, name: 'ghost', origin: 'v/1' } });
     assert.equal(await server.admin.hexists(groupKeys(g).members, 'v/1'), 0, 'swept from Redis');
     assert.equal(await server.admin.sismember(NODE_REGISTRY, dead), 0);
@@ -437,8 +471,7 @@ describe('redis engine: Redis goes away and comes back', () => {
   test('calls fail fast with EngineUnavailableError while it is down; state and delivery come back', async () => {
     const created = await e.createGroup(rec('ann'));
     const g = created.id;
-    const l = listen();
-    await e.subscribe(g, l.listener);
+    const l = await listen(e, g);
     await e.publish(g, msg('ann', 'before'));
     await server.stop();
     await until(() => !e.isUp(), 5000, 'engine to notice Redis is down');
@@ -448,12 +481,12 @@ describe('redis engine: Redis goes away and comes back', () => {
     await assert.rejects(e.createGroup(rec('bob')), EngineUnavailableError);
     assert.ok(Date.now() - t0 < 1000, 'no waiting in a queue');
     await server.restart();
-    await l.inbox.next(10_000, 'a resync after reconnect', (ev) => ev.kind === 'resync');
+    await l.next(10_000, 'a resync after reconnect', (ev) => ev.kind === 'resync');
     assert.equal(e.isUp(), true);
     assert.deepEqual(await e.getGroup(g), { id: g, ...rec('ann'), epoch: created.epoch });
-    assert.deepEqual((await e.history(g, { limit: 10 })).map((m) => m.text), ['before']);
+    assert.deepEqual((await page(e, g, { limit: 10 })).map((m) => m.text), ['before']);
     assert.equal((await e.publish(g, msg('ann', 'after'))).seq, 2);
-    assert.equal((await nextMessage(l.inbox, 'delivery after restart')).text, 'after');
+    assert.equal((await nextMessage(l, 'delivery after restart')).text, 'after');
   });
 });
 
@@ -472,8 +505,7 @@ describe('redis engine: a Redis that keeps the connection open but stops answeri
 
   test('a PING without a reply counts Redis down (calls fail fast) until a PING is answered again', async () => {
     const g = (await e.createGroup(rec('ann'))).id;
-    const l = listen();
-    await e.subscribe(g, l.listener);
+    const l = await listen(e, g);
     assert.equal(e.isUp(), true);
     const PAUSE_MS = 1500;
     const pausedAt = Date.now();
@@ -487,6 +519,6 @@ describe('redis engine: a Redis that keeps the connection open but stops answeri
     assert.ok(Date.now() - pausedAt >= PAUSE_MS - 50, 'not up again before the pause ended');
     const sent = await e.publish(g, msg('ann', 'after'));
     assert.equal(sent.seq, 1, 'the refused message was not stored');
-    assert.equal((await nextMessage(l.inbox, 'delivery after the pause')).text, 'after');
+    assert.equal((await nextMessage(l, 'delivery after the pause')).text, 'after');
   });
 });

@@ -251,8 +251,8 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       assert.deepEqual(await e.sweepIdle(), [idle], 'only the idle group goes');
       assert.deepEqual(removedHook, [idle]);
       assert.equal(await e.getGroup(idle), null);
-      assert.deepEqual(await e.history(idle, { limit: 10 }), []);
-      assert.equal(await e.latestSeq(idle), 0);
+      assert.deepEqual(await e.history(idle, { limit: 10 }), { messages: [], top: 0 });
+      assert.equal((await e.history(idle, { limit: 0 })).top, 0);
       assert.equal(await e.touchGroup(idle), false, 'a late join finds no group');
       await assert.rejects(e.publish(idle, msg('idle', 'too late')), /no group/);
       for (const id of [online, joined, talked]) assert.ok(await e.getGroup(id), `group ${id} is kept`);
@@ -313,7 +313,7 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       assert.deepEqual(removed, [g]);
       assert.equal(await e.getGroup(g), null);
       assert.equal(await e.hasGroups(), false);
-      assert.deepEqual(await e.history(g, { limit: 10 }), []);
+      assert.deepEqual(await e.history(g, { limit: 10 }), { messages: [], top: 0 });
     });
 
     test('history is bounded in UTF-8 text bytes as well as in count; seq is unchanged; the newest message always stays', async () => {
@@ -322,16 +322,16 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       const g = (await e.createGroup(rec('ann'))).id;
       const emoji = '😀'.repeat(10); // 10 characters, 40 bytes
       for (let i = 0; i < 4; i++) await e.publish(g, msg('ann', emoji));
-      const seqs = async (): Promise<number[]> => (await e.history(g, { limit: 100 })).map((m) => m.seq);
+      const seqs = async (): Promise<number[]> => (await e.history(g, { limit: 100 })).messages.map((m) => m.seq);
       assert.deepEqual(await seqs(), [3, 4], '80 bytes fit, 120 do not');
-      assert.equal(await e.latestSeq(g), 4);
+      assert.equal((await e.history(g, { limit: 0 })).top, 4);
       await e.publish(g, msg('ann', 'x'.repeat(150)));
       assert.deepEqual(await seqs(), [5], 'a message over the bound alone is kept, alone');
       for (let i = 0; i < 3; i++) await e.publish(g, msg('ann', 'ab'));
       assert.deepEqual(await seqs(), [6, 7, 8]);
       for (let i = 0; i < 6; i++) await e.publish(g, msg('ann', 'c'));
       assert.deepEqual(await seqs(), [10, 11, 12, 13, 14], 'the count bound still applies');
-      assert.deepEqual(await e.history(g, { since: 11, limit: 100 }).then((ms) => ms.map((m) => m.seq)), [12, 13, 14]);
+      assert.deepEqual(await e.history(g, { since: 11, limit: 100 }).then((p) => p.messages.map((m) => m.seq)), [12, 13, 14]);
       e = await track(h.reopen(e, s));
       assert.deepEqual(await seqs(), [10, 11, 12, 13, 14], 'the same after a restart');
       await e.publish(g, msg('ann', emoji));
@@ -339,14 +339,14 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       assert.deepEqual(await seqs(), [12, 13, 14, 15, 16], '3 + 80 bytes');
       await e.publish(g, msg('ann', emoji));
       assert.deepEqual(await seqs(), [16, 17], 'byte bound after a restart');
-      assert.equal(await e.latestSeq(g), 17);
+      assert.equal((await e.history(g, { limit: 0 })).top, 17);
     });
 
     test('one large message drops many small ones at once', async () => {
       const e = await track(h.fresh({ limit: 500, maxBytes: 100 }));
       const g = (await e.createGroup(rec('ann'))).id;
       for (let i = 0; i < 150; i++) await e.publish(g, msg('ann', 'a'));
-      const seqs = async (): Promise<number[]> => (await e.history(g, { limit: 1000 })).map((m) => m.seq);
+      const seqs = async (): Promise<number[]> => (await e.history(g, { limit: 1000 })).messages.map((m) => m.seq);
       assert.deepEqual(await seqs(), Array.from({ length: 100 }, (_, i) => 51 + i));
       await e.publish(g, msg('ann', 'b'.repeat(90)));
       assert.deepEqual(await seqs(), [...Array.from({ length: 10 }, (_, i) => 141 + i), 151], '90 small ones make room');
@@ -399,14 +399,14 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       }
       const epoch = (await e.getGroup('0'))?.epoch;
       assert.ok(epoch && epoch.length >= 16, 'an old group gets an epoch');
-      assert.deepEqual((await e.history('0', { limit: 10 })).map((m) => m.seq), [1, 2, 3], 'old history is kept as it was');
+      assert.deepEqual((await e.history('0', { limit: 10 })).messages.map((m) => m.seq), [1, 2, 3], 'old history is kept as it was');
       e = await track(h.reopen(e, s));
       assert.equal((await e.getGroup('0'))?.epoch, epoch, 'the epoch it got is kept');
       assert.equal((await e.getGroup('2'))?.epoch, (await e.getGroup('2'))?.epoch);
       // Old history is counted in bytes (emoji as 4 bytes each) at the next message: 40 + 30 + 20 + 15 > 100.
       clock.advance(10_000);
       await e.publish('0', msg('ann', 'd'.repeat(15)));
-      assert.deepEqual((await e.history('0', { limit: 10 })).map((m) => m.seq), [2, 3, 4]);
+      assert.deepEqual((await e.history('0', { limit: 10 })).messages.map((m) => m.seq), [2, 3, 4]);
       // The ceiling counts old groups too; the counter is not reused.
       assert.equal((await e.createGroup(rec('cy'))).id, '3');
       await assert.rejects(e.createGroup(rec('dan')), GroupLimitError);
@@ -447,7 +447,7 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
         assert.equal(delta('eval'), 0, 'no script reloads');
         for (const c of ['hget', 'hset', 'xadd', 'publish']) assert.equal(delta(c) + delta(c === 'publish' ? 'spublish' : '_'), 40, `one ${c} per message`);
         assert.equal(delta('zadd'), 0, 'the index is not touched per message');
-        assert.equal((await e.history(g, { limit: 100 })).length, 10);
+        assert.equal((await e.history(g, { limit: 100 })).messages.length, 10);
       });
     }
   });

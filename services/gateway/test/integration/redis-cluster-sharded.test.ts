@@ -39,9 +39,21 @@ async function node(id: string): Promise<RedisEngine> {
   return e;
 }
 
-function listen(): { inbox: Inbox<ChannelEvent>; listener: (ev: ChannelEvent) => void } {
+const taps = new WeakMap<RedisEngine, Map<string, Inbox<ChannelEvent>>>();
+
+/** Subscribe `e` to group `g`: the group's events in arrival order, through the engine's one handler. */
+async function listen(e: RedisEngine, g: string): Promise<{ inbox: Inbox<ChannelEvent> }> {
+  let byGroup = taps.get(e);
+  if (!byGroup) {
+    const m = new Map<string, Inbox<ChannelEvent>>();
+    byGroup = m;
+    taps.set(e, m);
+    e.onChannel((groupId, ev) => m.get(groupId)?.push(ev));
+  }
   const inbox = new Inbox<ChannelEvent>();
-  return { inbox, listener: (ev) => inbox.push(ev) };
+  byGroup.set(g, inbox);
+  await e.subscribe(g);
+  return { inbox };
 }
 
 async function nextText(inbox: Inbox<ChannelEvent>, what: string): Promise<string> {
@@ -52,21 +64,19 @@ async function nextText(inbox: Inbox<ChannelEvent>, what: string): Promise<strin
 const rec = (creator: string) => ({ passwordHash: `scrypt$1024$8$1$salt$${creator}`, creator, createdAt: 1_700_000_000_000 });
 const msg = (from: string, text: string) => ({ from, text, ts: Date.now(), origin: `node/${from}` });
 
-/** `PUBSUB SHARDNUMSUB` of a group's channel on one master. */
 /** Two engines subscribed to one new group, both having received a first message. */
 async function twoSubscribed(prefix: string, what: string) {
   const a = await node(`${prefix}-a`);
   const b = await node(`${prefix}-b`);
   const g = (await a.createGroup(rec('ann'))).id;
-  const la = listen();
-  const lb = listen();
-  await a.subscribe(g, la.listener);
-  await b.subscribe(g, lb.listener);
+  const la = await listen(a, g);
+  const lb = await listen(b, g);
   await a.publish(g, msg('ann', 'before'));
   for (const l of [la, lb]) assert.equal(await nextText(l.inbox, what), 'before');
   return { a, b, g, la, lb };
 }
 
+/** `PUBSUB SHARDNUMSUB` of a group's channel on one master. */
 async function shardNumsub(master: number, groupId: string): Promise<number> {
   const r = (await rc.servers[master]!.admin.call('PUBSUB', 'SHARDNUMSUB', groupKeys(groupId).channel)) as [string, number];
   return Number(r[1]);
@@ -98,10 +108,8 @@ describe('Redis Cluster engine, in-process: resubscribe and resync', () => {
     const mx = masters[0]!;
     const gy = groups[masters.findIndex((m) => m !== mx)];
     assert.ok(gy !== undefined, `groups on two masters (masters of 0..3: ${masters.join(',')})`);
-    const lx = listen();
-    const ly = listen();
-    await e.subscribe(gx, lx.listener);
-    await e.subscribe(gy, ly.listener);
+    const lx = await listen(e, gx);
+    const ly = await listen(e, gy);
     const killed = Number(await rc.servers[mx]!.admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'));
     assert.equal(killed, 1, 'one subscriber connection per master');
     await lx.inbox.next(10_000, 'a resync after the reconnect', (ev) => ev.kind === 'resync');
@@ -135,7 +143,7 @@ describe('Redis Cluster engine, in-process: resubscribe and resync', () => {
       while (got.at(-1) !== 'after') got.push(await nextText(l.inbox, 'delivery from the new master'));
       assert.ok(['just moved,after', 'after'].includes(got.join(',')), `then: ${got.join(',')}`);
     }
-    assert.deepEqual((await b.history(g, { limit: 10 })).map((m) => m.text), ['before', 'just moved', 'after'], 'the resync can backfill all of it');
+    assert.deepEqual((await b.history(g, { limit: 10 })).messages.map((m) => m.text), ['before', 'just moved', 'after'], 'the resync can backfill all of it');
   });
 });
 

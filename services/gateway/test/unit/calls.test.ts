@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Calls, type CallContext, type CallsEngine } from '../../src/calls.js';
 import { loadConfig } from '../../src/config.js';
-import { GroupLimitError, type GroupRecord } from '../../src/engine/engine.js';
+import { GroupLimitError, type GroupRecord, type HistoryPage } from '../../src/engine/engine.js';
 import { MemoryThrottle } from '../../src/engine/memory-throttle.js';
 import { createLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
@@ -44,8 +44,10 @@ class FakeStore implements CallsEngine {
   async sweepIdle(): Promise<string[]> {
     return [];
   }
-  async latestSeq(): Promise<number> {
-    return 0;
+  /** The top seq each group's history reports (0 unless a test sets it). */
+  readonly tops = new Map<string, number>();
+  async history(id: string): Promise<HistoryPage> {
+    return { messages: [], top: this.tops.get(id) ?? 0 };
   }
   async members(): Promise<string[]> {
     return [];
@@ -122,7 +124,9 @@ describe('calls: join', () => {
     const g = await groupWith(store, 'café');
     const join = (ip: string, password: string): Promise<CallResult> =>
       calls.perform(from(ip), { call: 'join', name: 'M', groupId: g.id, password, history: 'recent' });
-    assert.equal(code(await join('203.0.113.5', 'café')), 'ok');
+    store.tops.set(g.id, 41);
+    const first = await join('203.0.113.5', 'café');
+    assert.ok(first.ok && 'seq' in first && first.seq === 41, 'a join reports the group’s top seq');
     assert.equal(code(await join('203.0.113.6', 'nope')), 'wrong_password');
     // The NFD spelling of the same password is a hit on the one entry, even from the address in backoff.
     assert.equal(code(await join('203.0.113.6', 'cafe\u0301')), 'ok');
@@ -160,8 +164,10 @@ describe('calls: resume', () => {
     const { calls, store } = setup({ TOKEN_MAX_AGE_SECONDS: '60' });
     const g = await groupWith(store, 'x');
     const tok = (epoch: string, authAt: number): string => issueToken(SECRET, { groupId: g.id, name: 'M', epoch, authAt }, 60_000);
+    store.tops.set(g.id, 7);
     const ok = await calls.perform(from('203.0.113.50'), { call: 'resume', token: tok(g.epoch, Date.now() - 1000), since: 0 });
     assert.equal(code(ok), 'ok');
+    assert.ok(ok.ok && 'seq' in ok && ok.seq === 7, 'a resume reports the group’s top seq');
     const renewed = ok.ok && 'token' in ok ? ok.token : '';
     const claims = JSON.parse(Buffer.from(renewed.split('.')[0] as string, 'base64url').toString()) as { a: number };
     assert.ok(Date.now() - claims.a >= 1000, 'the renewed token keeps the original auth time');

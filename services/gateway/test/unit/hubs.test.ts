@@ -2,7 +2,7 @@
 // duplicates dropped, gaps backfilled, a failed backfill kept and retried, a resync during a backfill.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Broker, ChannelEvent, ChannelListener, HistoryQuery, Notice, StoredMessage } from '../../src/engine/engine.js';
+import type { Broker, ChannelEvent, ChannelHandler, HistoryPage, HistoryQuery, Notice, StoredMessage } from '../../src/engine/engine.js';
 import { GroupHubs } from '../../src/hubs.js';
 import { createLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
@@ -15,7 +15,8 @@ const msg = (seq: number): StoredMessage => ({ groupId: G, seq, from: 'ann', tex
 /** A broker whose history is the messages the test stored, whose calls can fail or wait when the test says. */
 class ScriptedBroker implements Broker {
   stored: StoredMessage[] = [];
-  listener: ChannelListener | null = null;
+  handler: ChannelHandler | null = null;
+  subscribed = false;
   historyCalls = new Inbox<HistoryQuery>();
   failHistory = 0;
   /** While set, history() waits for it. */
@@ -23,25 +24,26 @@ class ScriptedBroker implements Broker {
   async publish(): Promise<StoredMessage> {
     throw new Error('not used');
   }
-  async history(_g: string, q: HistoryQuery): Promise<StoredMessage[]> {
+  async history(_g: string, q: HistoryQuery): Promise<HistoryPage> {
     this.historyCalls.push(q);
     // What is stored now is what this read sees, however long its answer then takes (the gate).
     const since = q.since;
-    const rows = since === undefined ? this.stored.slice(-q.limit) : this.stored.filter((m) => m.seq > since).slice(0, q.limit);
+    const rows = q.limit <= 0 ? [] : since === undefined ? this.stored.slice(-q.limit) : this.stored.filter((m) => m.seq > since).slice(0, q.limit);
+    const top = this.stored.at(-1)?.seq ?? 0;
     const fail = this.failHistory > 0;
     if (fail) this.failHistory--;
     if (this.gate) await this.gate;
     if (fail) throw new Error('redis down');
-    return rows;
+    return { messages: rows, top };
   }
-  async latestSeq(): Promise<number> {
-    return this.stored.at(-1)?.seq ?? 0;
+  onChannel(h: ChannelHandler): void {
+    this.handler = h;
   }
-  async subscribe(_g: string, l: ChannelListener): Promise<void> {
-    this.listener = l;
+  async subscribe(): Promise<void> {
+    this.subscribed = true;
   }
   async unsubscribe(): Promise<void> {
-    this.listener = null;
+    this.subscribed = false;
   }
   async notify(_n: Notice): Promise<void> {}
   /** Store and deliver (or, with `deliver: false`, store only: a message this node missed). */
@@ -51,17 +53,38 @@ class ScriptedBroker implements Broker {
     if (deliver) this.emit({ kind: 'message', message: m });
   }
   emit(ev: ChannelEvent): void {
-    this.listener?.(ev);
+    if (this.subscribed) this.handler?.(G, ev);
+  }
+}
+
+/** A member's connection: records what the hubs asked of it. */
+class RecordingConn implements Conn {
+  readonly codec = 'json' as const;
+  readonly transport = 'ws_json' as const;
+  readonly address = { ip: '192.0.2.1', key: '192.0.2.1', exempt: false };
+  readonly log: string[] = [];
+  write(msg: string): void {
+    this.log.push(`write ${msg}`);
+  }
+  end(): void {}
+  subscribe(groupId: string): void {
+    this.log.push(`subscribe ${groupId}`);
+  }
+  unsubscribe(groupId: string): void {
+    this.log.push(`unsubscribe ${groupId}`);
   }
 }
 
 class RecordingFanout implements Fanout {
   readonly seqs: number[] = [];
+  /** Per message fanned out: the connection left out (its sender, when local). */
+  readonly excluded: (Conn | null)[] = [];
   readonly delivered = new Inbox<number>();
-  publish(_g: string, _text: string, json: string, _exclude: Conn | null, isMessage: boolean): void {
+  publish(_g: string, _text: string, json: string, exclude: Conn | null, isMessage: boolean): void {
     if (!isMessage) return;
     const seq = (JSON.parse(json) as { seq: number }).seq;
     this.seqs.push(seq);
+    this.excluded.push(exclude);
     this.delivered.push(seq);
   }
   /** Wait until `seq` has been fanned out. */
@@ -71,14 +94,16 @@ class RecordingFanout implements Fanout {
   }
 }
 
-async function live(limit = 100): Promise<{ hubs: GroupHubs; broker: ScriptedBroker; out: RecordingFanout; metrics: Metrics }> {
+/** Hubs with one member (`m/1`) in group G. */
+async function live(limit = 100): Promise<{ hubs: GroupHubs; broker: ScriptedBroker; out: RecordingFanout; metrics: Metrics; conn: RecordingConn }> {
   const broker = new ScriptedBroker();
   const metrics = new Metrics('test');
-  const hubs = new GroupHubs(broker, { historyLimit: limit }, createLogger('silent', 'test'), metrics, () => null);
+  const hubs = new GroupHubs(broker, { historyLimit: limit }, createLogger('silent', 'test'), metrics);
   const out = new RecordingFanout();
   hubs.addFanout(out);
-  assert.equal(await hubs.attach(G, 'recent', () => false, () => undefined), true);
-  return { hubs, broker, out, metrics };
+  const conn = new RecordingConn();
+  assert.equal(await hubs.attach(G, 'm/1', conn, 'recent', () => false, () => undefined), true);
+  return { hubs, broker, out, metrics, conn };
 }
 
 describe('hubs', () => {
@@ -142,10 +167,50 @@ describe('hubs', () => {
     assert.deepEqual(out.seqs, [1, 2, 3, 4]);
   });
 
-  test('the last member out ends the subscription', async () => {
+  test('a joining member gets history, then the live topic, in the same tick; what it has seen is not sent twice', async () => {
+    const { hubs, broker, out } = await live();
+    broker.add(1);
+    broker.add(2);
+    await out.upTo(2);
+    const conn = new RecordingConn();
+    let greeted: number[] = [];
+    const joined = await hubs.attach(G, 'm/2', conn, { since: 1 }, () => false, (h) => {
+      greeted = h.map((m) => m.seq);
+      assert.deepEqual(conn.log, [], 'not subscribed before its history');
+    });
+    assert.equal(joined, true);
+    assert.deepEqual(greeted, [2]);
+    assert.deepEqual(conn.log, [`subscribe ${G}`]);
+  });
+
+  test('a member that left while joining is not added and holds nothing', async () => {
     const { hubs, broker } = await live();
-    assert.ok(broker.listener);
-    hubs.release(G);
-    assert.equal(broker.listener, null);
+    const conn = new RecordingConn();
+    assert.equal(await hubs.attach(G, 'm/2', conn, 'recent', () => true, () => assert.fail('greeted')), false);
+    assert.deepEqual(conn.log, []);
+    assert.equal(hubs.detach('m/2', true), null, 'not a member');
+    assert.equal(hubs.detach('m/1', true), G);
+    assert.equal(broker.subscribed, false, 'the only member left: no subscription held for the one that never joined');
+  });
+
+  test('a local member is left out of the fan-out of its own messages, nobody else is', async () => {
+    const { broker, out, conn } = await live();
+    broker.stored.push({ ...msg(1), origin: 'm/1' });
+    broker.emit({ kind: 'message', message: broker.stored[0] as StoredMessage });
+    broker.add(2); // from another node's member
+    await out.upTo(2);
+    assert.deepEqual(out.excluded, [conn, null]);
+  });
+
+  test('detach unsubscribes the member’s connection; the last member out ends the subscription', async () => {
+    const { hubs, broker, conn } = await live();
+    const other = new RecordingConn();
+    assert.equal(await hubs.attach(G, 'm/2', other, 'recent', () => false, () => undefined), true);
+    assert.equal(hubs.detach('m/1', true), G);
+    assert.deepEqual(conn.log, [`subscribe ${G}`, `unsubscribe ${G}`]);
+    assert.equal(broker.subscribed, true, 'one member is still here');
+    assert.equal(hubs.detach('m/2', false), G);
+    assert.deepEqual(other.log, [`subscribe ${G}`], 'a closed connection is not unsubscribed');
+    assert.equal(broker.subscribed, false);
   });
 });

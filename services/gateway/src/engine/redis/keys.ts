@@ -5,12 +5,11 @@
 // Per-node keys share `{n:<instance>}` likewise. The ID counter, the
 // "any group exists" flag and the node registry are cluster-wide singletons.
 
-import { GROUP_ID_RE } from '../../protocol/frames.js';
+import { GROUP_ID_RE, isGroupId } from '../model.js';
+
+export { isGroupId };
 
 const PREFIX = 'chat';
-
-/** Group IDs are decimal strings (as allocated by the counter, the protocol's shape); anything else never reaches a key. */
-export const isGroupId = (id: string): boolean => GROUP_ID_RE.test(id);
 
 /** INCR: the next group ID is the reply minus one, so IDs start at "0". */
 export const ID_COUNTER = `${PREFIX}:ids`;

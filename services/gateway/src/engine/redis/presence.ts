@@ -16,8 +16,7 @@
 // node's own keys (one pipeline, one `{n:<instance>}` slot), or the registry.
 // Checks over many nodes' heartbeat keys are one EXISTS each, sent at once.
 import { randomBytes } from 'node:crypto';
-import type { Logger } from '../../log.js';
-import { errText } from '../../log.js';
+import { errText, type Logger } from '../../log.js';
 import { groupKeys, instanceId, memberValue, NODE_REGISTRY, nodeKeys, parseMemberValue } from './keys.js';
 import type { ScriptedClient } from './scripts.js';
 

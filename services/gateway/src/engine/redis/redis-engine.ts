@@ -19,7 +19,8 @@ import {
   OneAtATime,
   sweepInterval,
   textBytes,
-  type ChannelListener,
+  type ChannelHandler,
+  type HistoryPage,
   type Engine,
   type GroupRecord,
   type HistoryQuery,
@@ -413,24 +414,23 @@ export class RedisEngine implements Engine {
     return { groupId, seq, ...msg };
   }
 
-  async history(groupId: string, q: HistoryQuery): Promise<StoredMessage[]> {
-    if (!isGroupId(groupId) || q.limit <= 0) return [];
+  /** The page and the top seq in one MULTI (the keys share a slot): one round trip, one instant. */
+  async history(groupId: string, q: HistoryQuery): Promise<HistoryPage> {
+    if (!isGroupId(groupId)) return { messages: [], top: 0 };
     const k = groupKeys(groupId);
-    let rows: StreamEntry[];
-    if (q.since === undefined) {
-      rows = (await this.call((r) => r.xrevrange(k.history, '+', '-', 'COUNT', q.limit))).reverse();
-    } else {
-      const from = Math.max(0, Math.floor(q.since)) + 1;
-      if (!Number.isSafeInteger(from)) return [];
-      rows = await this.call((r) => r.xrange(k.history, String(from), '+', 'COUNT', q.limit));
-    }
-    return parseStreamEntries(groupId, rows);
-  }
-
-  async latestSeq(groupId: string): Promise<number> {
-    if (!isGroupId(groupId)) return 0;
-    const v = await this.call((r) => r.hget(groupKeys(groupId).meta, 'seq'));
-    return v === null ? 0 : Number(v);
+    const from = q.since === undefined ? 0 : Math.max(0, Math.floor(q.since)) + 1;
+    const limit = Number.isSafeInteger(from) ? Math.max(0, q.limit) : 0;
+    const [seq, rows] = await this.call(async (r) => {
+      const tx = r.multi().hget(k.meta, 'seq');
+      if (limit > 0 && q.since === undefined) tx.xrevrange(k.history, '+', '-', 'COUNT', limit);
+      else if (limit > 0) tx.xrange(k.history, String(from), '+', 'COUNT', limit);
+      const replies = await tx.exec();
+      if (!replies) throw new Error('history transaction aborted');
+      for (const [err] of replies) if (err) throw err;
+      return [replies[0]?.[1] as string | null, (replies[1]?.[1] ?? []) as StreamEntry[]] as const;
+    });
+    const ordered = q.since === undefined ? [...rows].reverse() : rows;
+    return { messages: parseStreamEntries(groupId, ordered), top: seq === null ? 0 : Number(seq) };
   }
 
   async notify(notice: Notice): Promise<void> {
@@ -465,9 +465,13 @@ export class RedisEngine implements Engine {
 
   // ---- subscriptions (subscriptions.ts) ----
 
-  async subscribe(groupId: string, listener: ChannelListener): Promise<void> {
+  onChannel(handler: ChannelHandler): void {
+    this.channels.onEvent(handler);
+  }
+
+  async subscribe(groupId: string): Promise<void> {
     if (this.stopped) return;
-    await this.channels.subscribe(groupId, listener);
+    await this.channels.subscribe(groupId);
   }
 
   async unsubscribe(groupId: string): Promise<void> {

@@ -1,5 +1,5 @@
 // The subscriber side of the Redis engine: one subscription per group with
-// local members, and the channel → listener map.
+// local members, the channel → group map, and the node's one handler.
 //
 // Where a channel is subscribed comes from the Topology (connection.ts): on
 // one server, classic SUBSCRIBE on one connection; on a Redis Cluster, sharded
@@ -10,14 +10,13 @@
 // missing is gone. So ioredis's own resubscribe is off; whenever a connection
 // (re)connects this class subscribes it to every channel routed to it, waits
 // for Redis to confirm, and then (once the engine is up, since the node
-// backfills through commands) sends those channels' listeners a `resync`. The
+// backfills through commands) sends the handler a `resync` for each of those channels. The
 // same happens to a channel whose slot moved to another master (migration,
 // failover) and to every channel of a connection that Redis told about a move
 // (an unsolicited SUNSUBSCRIBE or a MOVED reply, which ioredis reports as 'moved').
 import type { Redis } from 'ioredis';
-import type { Logger } from '../../log.js';
-import { errText } from '../../log.js';
-import type { ChannelEvent, ChannelListener } from '../engine.js';
+import { errText, type Logger } from '../../log.js';
+import type { ChannelEvent, ChannelHandler } from '../engine.js';
 import type { Topology } from './connection.js';
 import { channelGroup, groupKeys, keySlot } from './keys.js';
 import { parseChannelPayload } from './payloads.js';
@@ -30,7 +29,6 @@ const MOVED_RETRY_MS = 100;
 
 interface Subscription {
   groupId: string;
-  listener: ChannelListener;
   /** The node whose connection should hold it (null: slot map unknown yet). */
   node: string | null;
 }
@@ -52,11 +50,13 @@ export interface SubscriptionHooks {
 }
 
 export class Subscriptions {
-  /** channel → the node's listener for that group. */
+  /** The node's one handler for every group's events (Broker.onChannel). */
+  private handler: ChannelHandler = () => undefined;
+  /** channel → its group and where it is subscribed. */
   private subs = new Map<string, Subscription>();
   /** node → its subscriber connection. */
   private links = new Map<string, Link>();
-  /** Channels subscribed again (confirmed) whose listeners still owe a resync. */
+  /** Channels subscribed again (confirmed) that still owe the handler a resync. */
   private pending = new Set<string>();
   private resubscribing = 0;
   private movedTimer: NodeJS.Timeout | null = null;
@@ -104,10 +104,14 @@ export class Subscriptions {
    * (S)SUBSCRIBE/(S)UNSUBSCRIBE go out in order on the group's connection. While
    * it is down only the map changes; its next 'ready' subscribes and resyncs.
    */
-  async subscribe(groupId: string, listener: ChannelListener): Promise<void> {
+  onEvent(handler: ChannelHandler): void {
+    this.handler = handler;
+  }
+
+  async subscribe(groupId: string): Promise<void> {
     const channel = groupKeys(groupId).channel;
     const node = this.topology.ownerOf(channel);
-    this.subs.set(channel, { groupId, listener, node });
+    this.subs.set(channel, { groupId, node });
     const link = node === null ? undefined : this.links.get(node);
     if (!link || link.conn.status !== 'ready') return;
     try {
@@ -260,9 +264,9 @@ export class Subscriptions {
 
   private emit(s: Subscription, ev: ChannelEvent): void {
     try {
-      s.listener(ev);
+      this.handler(s.groupId, ev);
     } catch (e) {
-      this.log.error({ groupId: s.groupId, err: e }, 'channel listener failed');
+      this.log.error({ groupId: s.groupId, err: e }, 'channel handler failed');
     }
   }
 
