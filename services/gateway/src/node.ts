@@ -151,7 +151,7 @@ export class ChatNode implements Gate {
       this.metrics.admissionRefusals.inc({ reason: 'queue_bytes' });
       this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.INPUT_QUEUE_FULL });
       // A client that keeps pushing past the cap is not reading its refusals: closed like a spammer.
-      if (this.struckOut(c)) c.conn.end(CLOSE_POLICY, 'input queue full');
+      if (this.struckOut(c)) c.conn.end(CLOSE_POLICY, T.CLOSE_INPUT_QUEUE_FULL);
       return;
     }
     c.queue.push(input);
@@ -200,7 +200,7 @@ export class ChatNode implements Gate {
       }
     } catch (e) {
       this.log.error({ conn: c.memberId, err: e }, 'session failed');
-      c.conn.end(CLOSE_INTERNAL, 'internal error');
+      c.conn.end(CLOSE_INTERNAL, T.CLOSE_INTERNAL_ERROR);
     } finally {
       c.busy = false;
       // Input that arrived while the loop was ending (e.g. the close that end() itself caused) still runs.
@@ -276,7 +276,7 @@ export class ChatNode implements Gate {
     if (c.gone || phase(c.session.state) === 'chat') return;
     this.metrics.idleDisconnects.inc({ reason: 'menu' });
     if (c.conn.codec === 'text') c.conn.write(T.IDLE_TIMEOUT);
-    c.conn.end(CLOSE_MENU_TIMEOUT, 'menu timeout');
+    c.conn.end(CLOSE_MENU_TIMEOUT, T.CLOSE_MENU_TIMEOUT);
   }
 
   // ---- calls ----
@@ -309,7 +309,7 @@ export class ChatNode implements Gate {
       return null;
     }
     this.metrics.framesRejected.inc({ reason: 'rate_limited' });
-    if (this.struckOut(c)) c.conn.end(CLOSE_POLICY, 'rate limit');
+    if (this.struckOut(c)) c.conn.end(CLOSE_POLICY, T.CLOSE_RATE_LIMIT);
     return { ok: false, code: 'rate_limited', message: T.RATE_LIMITED };
   }
 
@@ -320,7 +320,7 @@ export class ChatNode implements Gate {
       // The refusal carries the message's id and comes after the acks of earlier messages.
       this.inOrder(c, () => this.sendTo(c, { type: 'error', code: 'rate_limited', message: T.RATE_LIMITED, id: p.id }));
       // Sustained abuse (a whole burst's worth of refusals in a row) ends the connection.
-      if (this.struckOut(c)) this.inOrder(c, () => c.conn.end(CLOSE_POLICY, 'rate limit'));
+      if (this.struckOut(c)) this.inOrder(c, () => c.conn.end(CLOSE_POLICY, T.CLOSE_RATE_LIMIT));
       return;
     }
     c.rateStrikes = 0;
@@ -402,7 +402,7 @@ export class ChatNode implements Gate {
         setTimeout(() => {
           if (!c.gone) {
             this.sendTo(c, { type: 'restarting' });
-            c.conn.end(CLOSE_RESTART, 'server restarting');
+            c.conn.end(CLOSE_RESTART, T.CLOSE_RESTARTING);
           }
           if (--left === 0) resolve();
         }, Math.floor(i * gap));

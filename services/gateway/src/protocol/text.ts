@@ -78,3 +78,10 @@ export const HTTP_NOT_FOUND = 'not found';
 export const HTTP_ORIGIN_REFUSED = 'origin not allowed';
 export const HTTP_BAD_SUBPROTOCOL = 'unsupported subprotocol: use chat.text or chat.json';
 export const HTTP_METRICS_FAILED = 'metrics failed';
+
+// WebSocket close reasons (the phrase in the close frame; TCP clients get a line and FIN instead).
+export const CLOSE_INPUT_QUEUE_FULL = 'input queue full';
+export const CLOSE_RATE_LIMIT = 'rate limit';
+export const CLOSE_INTERNAL_ERROR = 'internal error';
+export const CLOSE_MENU_TIMEOUT = 'menu timeout';
+export const CLOSE_RESTARTING = 'server restarting';

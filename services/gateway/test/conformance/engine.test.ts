@@ -17,7 +17,8 @@ import { ID_COUNTER, NODE_REGISTRY, groupKeys, memberValue, nodeKeys } from '../
 import { tempDir } from '../helpers/gateway.js';
 import { RedisServer } from '../helpers/redis.js';
 import { RedisClusterServer } from '../helpers/redis-cluster-server.js';
-import { Inbox, until } from '../helpers/wait.js';
+import { listen } from '../helpers/channels.js';
+import { type Inbox, until } from '../helpers/wait.js';
 
 const HISTORY_LIMIT = 5;
 const rec = (creator: string) => ({ passwordHash: `scrypt$1024$8$1$salt$${creator}`, creator, createdAt: 1_700_000_000_000 });
@@ -33,23 +34,6 @@ function redisEngine(server: RedisServer | RedisClusterServer, nodeId = 'conf-a'
     ...env,
   });
   return new RedisEngine(config);
-}
-
-const taps = new WeakMap<Engine, Map<string, Inbox<ChannelEvent>>>();
-
-/** Subscribe `e` to group `g`: the group's events in arrival order, as the engine's one handler got them. */
-async function listen(e: Engine, g: string): Promise<Inbox<ChannelEvent>> {
-  let byGroup = taps.get(e);
-  if (!byGroup) {
-    const m = new Map<string, Inbox<ChannelEvent>>();
-    byGroup = m;
-    taps.set(e, m);
-    e.onChannel((groupId, ev) => m.get(groupId)?.push(ev));
-  }
-  const inbox = new Inbox<ChannelEvent>();
-  byGroup.set(g, inbox);
-  await e.subscribe(g);
-  return inbox;
 }
 
 /** The group's top seq. */

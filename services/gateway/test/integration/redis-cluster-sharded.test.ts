@@ -14,7 +14,8 @@ import { RedisEngine } from '../../src/engine/redis/redis-engine.js';
 import { MAIN, type Gateway } from '../helpers/gateway.js';
 import { RedisClusterServer } from '../helpers/redis-cluster-server.js';
 import { JsonChat, range, startGatewaysOnRedisCluster, summarize } from '../helpers/redis-cluster.js';
-import { Inbox, until, within } from '../helpers/wait.js';
+import { listen } from '../helpers/channels.js';
+import { type Inbox, until, within } from '../helpers/wait.js';
 
 let rc: RedisClusterServer;
 const engines: RedisEngine[] = [];
@@ -39,23 +40,6 @@ async function node(id: string): Promise<RedisEngine> {
   return e;
 }
 
-const taps = new WeakMap<RedisEngine, Map<string, Inbox<ChannelEvent>>>();
-
-/** Subscribe `e` to group `g`: the group's events in arrival order, through the engine's one handler. */
-async function listen(e: RedisEngine, g: string): Promise<{ inbox: Inbox<ChannelEvent> }> {
-  let byGroup = taps.get(e);
-  if (!byGroup) {
-    const m = new Map<string, Inbox<ChannelEvent>>();
-    byGroup = m;
-    taps.set(e, m);
-    e.onChannel((groupId, ev) => m.get(groupId)?.push(ev));
-  }
-  const inbox = new Inbox<ChannelEvent>();
-  byGroup.set(g, inbox);
-  await e.subscribe(g);
-  return { inbox };
-}
-
 async function nextText(inbox: Inbox<ChannelEvent>, what: string): Promise<string> {
   const ev = await inbox.next(5000, what, (e) => e.kind === 'message');
   return ev.kind === 'message' ? ev.message.text : '';
@@ -72,7 +56,7 @@ async function twoSubscribed(prefix: string, what: string) {
   const la = await listen(a, g);
   const lb = await listen(b, g);
   await a.publish(g, msg('ann', 'before'));
-  for (const l of [la, lb]) assert.equal(await nextText(l.inbox, what), 'before');
+  for (const l of [la, lb]) assert.equal(await nextText(l, what), 'before');
   return { a, b, g, la, lb };
 }
 
@@ -112,15 +96,15 @@ describe('Redis Cluster engine, in-process: resubscribe and resync', () => {
     const ly = await listen(e, gy);
     const killed = Number(await rc.servers[mx]!.admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'));
     assert.equal(killed, 1, 'one subscriber connection per master');
-    await lx.inbox.next(10_000, 'a resync after the reconnect', (ev) => ev.kind === 'resync');
+    await lx.next(10_000, 'a resync after the reconnect', (ev) => ev.kind === 'resync');
     assert.equal(e.isUp(), true);
     assert.equal(await shardNumsub(mx, gx), 1, 'subscribed again');
     // Resyncs are sent together, so the other master's group would have one by now.
-    assert.deepEqual(ly.inbox.peek(), [], 'no resync for a group on another master');
+    assert.deepEqual(ly.peek(), [], 'no resync for a group on another master');
     await e.publish(gx, msg('ann', 'after kill'));
     await e.publish(gy, msg('bob', 'other master'));
-    assert.equal(await nextText(lx.inbox, 'live again'), 'after kill');
-    assert.equal(await nextText(ly.inbox, 'unaffected'), 'other master');
+    assert.equal(await nextText(lx, 'live again'), 'after kill');
+    assert.equal(await nextText(ly, 'unaffected'), 'other master');
   });
 
   test('a slot migrated to another master: the subscription moves there, with a resync; nothing published is lost', async () => {
@@ -132,7 +116,7 @@ describe('Redis Cluster engine, in-process: resubscribe and resync', () => {
     // Published right after the move, possibly before the nodes subscribe on the new master.
     const during = await a.publish(g, msg('ann', 'just moved'));
     assert.equal(during.seq, 2, 'seq goes on from the migrated keys');
-    for (const l of [la, lb]) await l.inbox.next(10_000, 'a resync after the slot moved', (ev) => ev.kind === 'resync');
+    for (const l of [la, lb]) await l.next(10_000, 'a resync after the slot moved', (ev) => ev.kind === 'resync');
     await until(async () => (await shardNumsub(to, g)) === 2, 5000, 'both engines subscribed on the new master');
     assert.equal(await shardNumsub(from, g), 0, 'nothing left on the old master');
     await b.publish(g, msg('bob', 'after'));
@@ -140,7 +124,7 @@ describe('Redis Cluster engine, in-process: resubscribe and resync', () => {
       // 'just moved' comes live if the subscription moved before it was published; otherwise it is only
       // in the stream, where the node's backfill after the resync finds it.
       const got: string[] = [];
-      while (got.at(-1) !== 'after') got.push(await nextText(l.inbox, 'delivery from the new master'));
+      while (got.at(-1) !== 'after') got.push(await nextText(l, 'delivery from the new master'));
       assert.ok(['just moved,after', 'after'].includes(got.join(',')), `then: ${got.join(',')}`);
     }
     assert.deepEqual((await b.history(g, { limit: 10 })).messages.map((m) => m.text), ['before', 'just moved', 'after'], 'the resync can backfill all of it');
@@ -304,14 +288,14 @@ describe('Redis Cluster engine, in-process: failover', () => {
     await rc.failover(replica);
     assert.equal(await rc.masterOf(groupKeys(g).meta), replica, 'the replica serves the slot now');
     // From the old master dropping the channel ('moved'), or from the next slot-map refresh (every 2 s).
-    for (const l of [la, lb]) await l.inbox.next(10_000, 'a resync after the failover', (ev) => ev.kind === 'resync');
+    for (const l of [la, lb]) await l.next(10_000, 'a resync after the failover', (ev) => ev.kind === 'resync');
     await until(async () => (await shardNumsub(replica, g)) === 2, 5000, 'both engines subscribed on the new master');
     await until(async () => (await shardNumsub(old, g)) === 0, 5000, 'nothing left on the old master (now a replica)');
     await b.publish(g, msg('bob', 'after'));
     await b.publish(g, msg('bob', 'marker'));
     for (const l of [la, lb]) {
-      assert.equal(await nextText(l.inbox, 'delivery from the new master'), 'after');
-      assert.equal(await nextText(l.inbox, 'the next one'), 'marker', 'each message once');
+      assert.equal(await nextText(l, 'delivery from the new master'), 'after');
+      assert.equal(await nextText(l, 'the next one'), 'marker', 'each message once');
     }
   });
 });
