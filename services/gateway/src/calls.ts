@@ -13,7 +13,8 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { AdmissionReason } from './ports.js';
 import { PasswordWork } from './password-work.js';
-import { hashPassword, normalizePassword, verifyPassword } from './passwords.js';
+import { hashPassword, localScrypt, normalizePassword, verifyPassword } from './passwords.js';
+import type { Scrypt } from './scrypt-process.js';
 import type { ErrorCode } from './protocol/frames.js';
 import * as T from './protocol/text.js';
 import type { Call, CallFailure, CallResult } from './session.js';
@@ -36,7 +37,10 @@ export interface CallContext {
 
 /** A check of one password for one group that several joins may share (a join storm runs scrypt once). */
 interface SharedCheck {
-  outcome: Promise<AuthOutcome>;
+  /** `locked`: the attempt of the address that started it was refused before any scrypt. */
+  outcome: Promise<AuthOutcome | 'locked'>;
+  /** The address (budget key) whose attempt was counted for this check. */
+  addressKey: string;
   waiters: Array<() => boolean>;
 }
 
@@ -54,6 +58,8 @@ export class Calls {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** Where scrypt runs (main.ts: the password process). */
+    private readonly scrypt: Scrypt = localScrypt,
   ) {
     this.work = new PasswordWork(
       { concurrency: config.scryptConcurrency, maxQueued: config.passwordQueueMax, maxPerAddress: config.passwordQueuePerAddress },
@@ -101,27 +107,33 @@ export class Calls {
   }
 
   /**
-   * One scrypt check per (group, password) at a time: concurrent joins with the same password
-   * share it (a join storm runs scrypt once). It is dropped unqueued only when every client
-   * waiting on it has gone.
+   * One check per (group, password) at a time, from its counted attempt to the end of scrypt:
+   * concurrent joins with the same password share it (a join storm on a node counts one attempt
+   * and runs scrypt once). It is dropped unqueued only when every client waiting on it has gone.
+   * A lockout is the starting address's: a client from another address then makes its own attempt.
    */
-  private shareCheck(rec: GroupRecord, mac: string, ctx: CallContext): Promise<AuthOutcome> | null {
+  private shareCheck(rec: GroupRecord, password: string, mac: string, ctx: CallContext): Promise<AuthOutcome | 'locked'> | null {
     const running = this.checking.get(`${rec.id}\0${mac}`);
     if (!running) return null;
     running.waiters.push(ctx.gone);
     this.metrics.authCacheHits.inc();
-    return running.outcome;
+    if (running.addressKey === ctx.address.key) return running.outcome;
+    return running.outcome.then((o) => (o === 'locked' ? this.countedCheck(rec, password, mac, ctx) : o));
   }
 
-  private startCheck(rec: GroupRecord, password: string, mac: string, suspect: boolean, ctx: CallContext): Promise<AuthOutcome> {
+  /**
+   * A check of a password nobody is checking now, registered for sharing before anything is
+   * awaited: counted as a failure for this (group, address) before scrypt runs, atomically in the
+   * engine (parallel guesses cannot slip past the limit, and the lockout and backoff apply), and
+   * cleared when it was right. An address that failed for the group before is a suspect: its
+   * checks queue behind everyone else's, one at a time per group.
+   */
+  private countedCheck(rec: GroupRecord, password: string, mac: string, ctx: CallContext): Promise<AuthOutcome | 'locked'> {
     const key = `${rec.id}\0${mac}`;
-    const shared: SharedCheck = { outcome: Promise.resolve('gone'), waiters: [ctx.gone] };
-    shared.outcome = this.work
-      .submit({ address: ctx.address, kind: 'check', suspectGroup: suspect ? rec.id : null, gone: () => shared.waiters.every((g) => g()) }, () =>
-        verifyPassword(password, rec.passwordHash),
-      )
-      .then((r): AuthOutcome => (r.ok ? (r.value ? 'ok' : 'wrong') : r.reason))
-      .finally(() => this.checking.delete(key));
+    const shared: SharedCheck = { outcome: Promise.resolve('gone'), addressKey: ctx.address.key, waiters: [ctx.gone] };
+    shared.outcome = this.runCounted(rec, password, mac, shared, ctx).finally(() => {
+      if (this.checking.get(key) === shared) this.checking.delete(key);
+    });
     this.checking.set(key, shared);
     return shared.outcome;
   }
@@ -161,7 +173,7 @@ export class Calls {
     // Before any budget or scrypt: a full registry refuses at once.
     if (config.maxGroups > 0 && (await engine.countGroups()) >= config.maxGroups) return this.refuse('group_limit', 'group_limit', T.GROUP_LIMIT, ctx);
     if (!(await this.withinBudget('create', ctx))) return this.refuse('create_budget', 'rate_limited', T.CREATE_BUDGET, ctx);
-    const hashed = await this.work.submit({ address: ctx.address, kind: 'create', gone: ctx.gone }, () => hashPassword(password, config.scryptN));
+    const hashed = await this.work.submit({ address: ctx.address, kind: 'create', gone: ctx.gone }, () => hashPassword(password, config.scryptN, this.scrypt));
     if (!hashed.ok) return hashed.reason === 'busy' ? this.refuse('busy', 'busy', T.BUSY, ctx) : { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
     // A client that left while its password was hashed gets no group: nothing is stored for nobody.
     if (ctx.gone()) return { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
@@ -190,7 +202,7 @@ export class Calls {
     // A password this node has already verified passes at once: the limits below stop guessing,
     // and whoever has the right password is not guessing.
     if (!this.knownGood(rec, mac)) {
-      const outcome = await (this.shareCheck(rec, mac, ctx) ?? this.countedCheck(rec, password, mac, ctx));
+      const outcome = await (this.shareCheck(rec, password, mac, ctx) ?? this.countedCheck(rec, password, mac, ctx));
       if (outcome === 'locked') {
         this.metrics.joins.inc({ result: 'locked' });
         return this.refuse('lockout', 'rate_limited', T.LOCKED, ctx);
@@ -213,13 +225,7 @@ export class Calls {
     return { ok: true, groupId: rec.id, name, token: this.token(rec, name, Date.now()), seq: await this.top(rec.id) };
   }
 
-  /**
-   * A check of a password nobody is checking now: counted as a failure for this (group, address)
-   * before scrypt runs, atomically in the engine (parallel guesses cannot slip past the limit, and
-   * the lockout and backoff apply), and cleared when it was right. An address that failed for the
-   * group before is a suspect: its checks queue behind everyone else's, one at a time per group.
-   */
-  private async countedCheck(rec: GroupRecord, password: string, mac: string, ctx: CallContext): Promise<AuthOutcome | 'locked'> {
+  private async runCounted(rec: GroupRecord, password: string, mac: string, shared: SharedCheck, ctx: CallContext): Promise<AuthOutcome | 'locked'> {
     const limited = this.policy.maxFailures > 0 || this.policy.backoffAfter > 0;
     let suspect = false;
     if (limited) {
@@ -227,10 +233,13 @@ export class Calls {
       if (!attempt.allowed) return 'locked';
       suspect = attempt.failures > 1;
     }
-    // Another join with this password may have started while the attempt was counted: share it.
     let outcome: AuthOutcome;
     try {
-      outcome = await (this.shareCheck(rec, mac, ctx) ?? this.startCheck(rec, password, mac, suspect, ctx));
+      const r = await this.work.submit(
+        { address: ctx.address, kind: 'check', suspectGroup: suspect ? rec.id : null, gone: () => shared.waiters.every((g) => g()) },
+        () => verifyPassword(password, rec.passwordHash, this.scrypt),
+      );
+      outcome = r.ok ? (r.value ? 'ok' : 'wrong') : r.reason;
     } catch (e) {
       if (limited) await this.engine.throttle.authRelease(rec.id, ctx.address.key).catch(() => undefined);
       throw e;

@@ -50,6 +50,8 @@ export interface Config {
   authBudgetWindowSeconds: number;
   /** Password work (scrypt): runs at a time, queued in all, queued per address (0 = unbounded queues). */
   scryptConcurrency: number;
+  /** scrypt runs in a password process that exits after this long without work (0 = in the gateway itself). */
+  scryptIdleSeconds: number;
   passwordQueueMax: number;
   passwordQueuePerAddress: number;
   /** Input bytes queued per connection before further input is refused (0 = off). */
@@ -164,6 +166,7 @@ export function loadConfig(env: Env = process.env): Config {
     // scrypt is memory-bound (128 MiB a hash at the default cost): about one per two cores, but at
     // least two, because one address may hold all slots but one (a newcomer never waits behind it).
     scryptConcurrency: int(env, 'SCRYPT_CONCURRENCY', Math.max(2, Math.floor(availableParallelism() / 2)), 1, 64),
+    scryptIdleSeconds: int(env, 'SCRYPT_IDLE_SECONDS', 10, 0, 86_400),
     passwordQueueMax: int(env, 'PASSWORD_QUEUE_MAX', 256, 0, 1_000_000),
     passwordQueuePerAddress: int(env, 'PASSWORD_QUEUE_PER_ADDRESS', 4, 0, 1_000_000),
     maxQueuedInputBytes: int(env, 'MAX_QUEUED_INPUT_BYTES', 64 * 1024, 0, 1024 * 1024 * 1024),

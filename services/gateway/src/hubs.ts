@@ -7,7 +7,7 @@ import type { Broker, ChannelEvent, StoredMessage } from './engine/engine.js';
 import { errText, type Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Conn, Fanout } from './ports.js';
-import { encodeJson, encodeText } from './protocol/codecs.js';
+import { Encoded } from './protocol/codecs.js';
 import type { ChatMessage, HistoryFrom } from './engine/model.js';
 import type { ServerEvent } from './protocol/frames.js';
 
@@ -134,12 +134,10 @@ export class GroupHubs {
     });
   }
 
-  /** Encode once per codec and hand to every transport's fan-out. */
+  /** Hand to every transport's fan-out; each codec is encoded once, and only if some transport has members for it. */
   private publishLocal(groupId: string, ev: ServerEvent, exclude: Conn | null): void {
-    const text = encodeText(ev);
-    const json = encodeJson(ev);
-    if (text === null || json === null) return;
-    for (const f of this.fanouts) f.publish(groupId, text, json, exclude, ev.type === 'message');
+    const out = new Encoded(ev);
+    for (const f of this.fanouts) f.publish(groupId, out, exclude, ev.type === 'message');
   }
 
   private acquire(groupId: string): Hub {

@@ -7,6 +7,7 @@ import { TrustedProxies } from './clientip.js';
 import { createLogger, type Logger, errText } from './log.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import { ChatNode } from './node.js';
+import { ScryptProcess } from './scrypt-process.js';
 import { StartupError, listenError } from './startup.js';
 import { TcpTransport } from './transport/tcp.js';
 import { UwsTransport, assertNativeUws } from './transport/uws.js';
@@ -59,7 +60,9 @@ async function start(config: Config, log: Logger, metrics: Metrics): Promise<voi
   await engine.start();
   if (engine instanceof MemoryEngine && engine.droppedBytesAtStart > 0)
     log.warn({ droppedBytes: engine.droppedBytesAtStart, dataDir: config.dataDir }, 'journal: dropped a torn tail at start');
-  const node = new ChatNode(engine, config, log, metrics);
+  // scrypt's memory leaves with the password process once it is idle (scrypt-process.ts).
+  const passwords = config.scryptIdleSeconds > 0 ? new ScryptProcess(config.scryptConcurrency, config.scryptIdleSeconds * 1000, log) : null;
+  const node = new ChatNode(engine, config, log, metrics, passwords?.run);
   metrics.probeEngine(() => engine.isUp());
   metrics.probeReady(() => node.isReady());
 
@@ -96,6 +99,7 @@ async function start(config: Config, log: Logger, metrics: Metrics): Promise<voi
     void (async () => {
       await node.drain(config.drainSeconds);
       await engine.stop();
+      passwords?.close();
       ws.close();
       metricsServer.close();
       log.info('[STOPPED]');

@@ -7,6 +7,8 @@ import type { Config } from './config.js';
 import { EngineUnavailableError, type Engine } from './engine/engine.js';
 import type { HistoryFrom } from './engine/model.js';
 import { GroupHubs } from './hubs.js';
+import { localScrypt } from './passwords.js';
+import type { Scrypt } from './scrypt-process.js';
 import { errText, type Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import {
@@ -92,10 +94,11 @@ export class ChatNode implements Gate {
     readonly config: Config,
     readonly log: Logger,
     readonly metrics: Metrics,
+    scrypt: Scrypt = localScrypt,
   ) {
     this.limits = { maxNameLength: config.maxNameLength, maxTextLength: config.maxTextLength };
     this.perIp = new ConnectionsPerIp(config.maxConnectionsPerIp);
-    this.calls = new Calls(engine, config, log, metrics);
+    this.calls = new Calls(engine, config, log, metrics, scrypt);
     this.hubs = new GroupHubs(engine, config, log, metrics);
   }
 

@@ -5,7 +5,7 @@
 // closes use. Nothing here imports from a layer above (docs/ARCHITECTURE.md:
 // layers point one way).
 import type { ClientAddress } from './clientip.js';
-import type { Codec } from './protocol/codecs.js';
+import type { Codec, Encoded } from './protocol/codecs.js';
 import type { ClientOp, ErrorCode } from './protocol/frames.js';
 
 export const TRANSPORTS = ['ws_text', 'ws_json', 'tcp'] as const;
@@ -53,10 +53,10 @@ export interface Conn {
   unsubscribe(groupId: string): void;
 }
 
-/** A transport's group fan-out: encode once per codec, write to every local member but `exclude`. */
+/** A transport's group fan-out: write to every local member but `exclude`, taking only the encodings it has members for. */
 export interface Fanout {
   /** `isMessage`: a chat message (counted as delivered), not a notice. */
-  publish(groupId: string, text: string, json: string, exclude: Conn | null, isMessage: boolean): void;
+  publish(groupId: string, out: Encoded, exclude: Conn | null, isMessage: boolean): void;
 }
 
 /** One frame (or line) of client input as a transport decoded it. */

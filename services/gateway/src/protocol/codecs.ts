@@ -61,3 +61,23 @@ export function encodeJson(ev: ServerEvent): string | null {
 export function encode(codec: Codec, ev: ServerEvent): string | null {
   return codec === 'json' ? encodeJson(ev) : encodeText(ev);
 }
+
+/**
+ * One event's wire forms for a fan-out: each encoded at most once, and only when a transport asks
+ * for it, so a codec with no members on this node costs nothing.
+ */
+export class Encoded {
+  private t: string | null | undefined;
+  private j: string | null | undefined;
+  constructor(readonly event: ServerEvent) {}
+
+  get text(): string | null {
+    if (this.t === undefined) this.t = encodeText(this.event);
+    return this.t;
+  }
+
+  get json(): string | null {
+    if (this.j === undefined) this.j = encodeJson(this.event);
+    return this.j;
+  }
+}

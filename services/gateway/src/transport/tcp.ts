@@ -7,7 +7,9 @@ import { clientAddress, parseProxyV1, type ClientAddress, type TrustedProxies } 
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { Counter } from 'prom-client';
 import type { Conn, Fanout, Gate, Inbound } from '../ports.js';
+import type { Encoded } from '../protocol/codecs.js';
 import * as T from '../protocol/text.js';
 import { listenError } from '../startup.js';
 import { GroupMembers, receive, SlowConsumers, tooLarge } from './core.js';
@@ -32,14 +34,20 @@ export function truncatedUtf8Tail(b: Uint8Array): number {
 
 /** Group fan-out to TCP members: each message encoded once per framing, not once per member. */
 class TcpFanout implements Fanout {
+  private readonly delivered: Counter.Internal;
+
   constructor(
     private readonly members: GroupMembers<TcpConn>,
-    private readonly metrics: Metrics,
-  ) {}
+    metrics: Metrics,
+  ) {
+    this.delivered = metrics.delivered.labels({ transport: 'tcp' });
+  }
 
-  publish(groupId: string, text: string, _json: string, exclude: Conn | null, isMessage: boolean): void {
+  publish(groupId: string, out: Encoded, exclude: Conn | null, isMessage: boolean): void {
     const list = this.members.of(groupId);
     if (list.length === 0) return;
+    const text = out.text;
+    if (text === null) return;
     let line: Buffer | null = null;
     let raw: Buffer | null = null;
     let n = 0;
@@ -50,7 +58,7 @@ class TcpFanout implements Fanout {
       else conn.writeBytes((line ??= Buffer.from(text + '\n', 'utf8')));
       n++;
     }
-    if (n > 0 && isMessage) this.metrics.delivered.inc({ transport: 'tcp' }, n);
+    if (n > 0 && isMessage) this.delivered.inc(n);
   }
 }
 

@@ -2,6 +2,7 @@
 // The only file that imports uWebSockets.js.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import type { Counter } from 'prom-client';
 import uWS from 'uWebSockets.js';
 import { clientAddress, resolveXff, type ClientAddress, type TrustedProxies } from '../clientip.js';
 import type { Config } from '../config.js';
@@ -9,7 +10,7 @@ import { healthz, readyz } from '../health.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Conn, Fanout, Gate, Inbound, TransportLabel } from '../ports.js';
-import type { Codec } from '../protocol/codecs.js';
+import type { Codec, Encoded } from '../protocol/codecs.js';
 import * as T from '../protocol/text.js';
 import { listenError } from '../startup.js';
 import { GroupMembers, receive, SlowConsumers } from './core.js';
@@ -110,27 +111,35 @@ interface WsShared {
  * busy group is looked at every few messages).
  */
 class UwsFanout implements Fanout {
+  /** chat_messages_delivered_total per codec, its labels bound once. */
+  private readonly delivered: Record<Codec, Counter.Internal>;
+
   constructor(
     private readonly app: uWS.TemplatedApp,
     private readonly shared: WsShared,
-    private readonly metrics: Metrics,
-  ) {}
-
-  publish(groupId: string, text: string, json: string, exclude: Conn | null, isMessage: boolean): void {
-    this.publishTopic(topic(groupId, 'text'), text, isMessage ? 'ws_text' : null, exclude);
-    this.publishTopic(topic(groupId, 'json'), json, isMessage ? 'ws_json' : null, exclude);
-    this.shared.members.inTurn(groupId, CHECKS_PER_PUBLISH, (c) => c.checkBackpressure());
+    metrics: Metrics,
+  ) {
+    this.delivered = { text: metrics.delivered.labels({ transport: 'ws_text' }), json: metrics.delivered.labels({ transport: 'ws_json' }) };
   }
 
-  private publishTopic(t: string, msg: string, label: TransportLabel | null, exclude: Conn | null): void {
+  publish(groupId: string, out: Encoded, exclude: Conn | null, isMessage: boolean): void {
+    this.publishTopic(topic(groupId, 'text'), out, 'text', isMessage, exclude);
+    this.publishTopic(topic(groupId, 'json'), out, 'json', isMessage, exclude);
+    this.shared.members.inTurn(groupId, CHECKS_PER_PUBLISH, checkBackpressure);
+  }
+
+  /** Encoded only when the topic has subscribers. */
+  private publishTopic(t: string, out: Encoded, codec: Codec, isMessage: boolean, exclude: Conn | null): void {
     let n = this.app.numSubscribers(t);
     if (n === 0) return;
+    const msg = codec === 'text' ? out.text : out.json;
+    if (msg === null) return;
     this.shared.writes.flushAll(); // what was written to members before this message goes out before it
     if (exclude instanceof WsConn && !exclude.data.closed && exclude.ws.isSubscribed(t)) {
       exclude.ws.publish(t, msg, false); // uWS skips the publishing socket itself
       n--;
     } else this.app.publish(t, msg, false);
-    if (n > 0 && label) this.metrics.delivered.inc({ transport: label }, n);
+    if (n > 0 && isMessage) this.delivered[codec].inc(n);
   }
 }
 
@@ -284,6 +293,8 @@ export class UwsTransport {
     data.inbound?.closed();
   }
 }
+
+const checkBackpressure = (c: WsConn): void => c.checkBackpressure();
 
 class WsConn implements Conn {
   readonly codec: Codec;

@@ -133,6 +133,27 @@ describe('calls: join', () => {
     assert.equal((await metrics.authCacheHits.get()).values[0]?.value, 1);
   });
 
+  test('a join storm from one address (a NAT, an office) counts one attempt: all get in even with backoff after one failure', async () => {
+    const { calls, store } = setup({ AUTH_BACKOFF_AFTER: '1', AUTH_BUDGET: '0' });
+    const g = await groupWith(store, 'right');
+    const joins = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => calls.perform(from('203.0.113.60'), { call: 'join', name: `M${i}`, groupId: g.id, password: 'right', history: 'recent' })),
+    );
+    assert.deepEqual(joins.map(code), Array(10).fill('ok'));
+    assert.deepEqual(await store.throttle.authAttempt(g.id, '203.0.113.60', { maxFailures: 10, windowMs: 60_000, backoffAfter: 1 }), { allowed: true, failures: 1 }, 'nothing left counted');
+  });
+
+  test('a locked-out address that shares a check does not lock out another address with the same password', async () => {
+    const { calls, store } = setup({ AUTH_MAX_FAILURES: '2', AUTH_BACKOFF_AFTER: '0', AUTH_BUDGET: '0' });
+    const g = await groupWith(store, 'right');
+    const join = (ip: string, password: string): Promise<CallResult> =>
+      calls.perform(from(ip), { call: 'join', name: 'M', groupId: g.id, password, history: 'recent' });
+    for (const p of ['a', 'b']) assert.equal(code(await join('203.0.113.70', p)), 'wrong_password');
+    const [locked, other] = await Promise.all([join('203.0.113.70', 'right'), join('203.0.113.71', 'right')]);
+    assert.equal(code(locked), 'rate_limited');
+    assert.equal(code(other), 'ok');
+  });
+
   test('busy is not a wrong password: the counted attempt is taken back', async () => {
     // No queue room at all for anyone but exempt addresses: every check is busy.
     const { calls, store, metrics } = setup({ AUTH_BACKOFF_AFTER: '1', AUTH_BUDGET: '0', PASSWORD_QUEUE_MAX: '1', SCRYPT_CONCURRENCY: '1' });

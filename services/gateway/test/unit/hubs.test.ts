@@ -7,6 +7,7 @@ import { GroupHubs } from '../../src/hubs.js';
 import { createLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
 import type { Conn, Fanout } from '../../src/ports.js';
+import type { Encoded } from '../../src/protocol/codecs.js';
 import { Inbox } from '../helpers/wait.js';
 
 const G = '7';
@@ -80,9 +81,9 @@ class RecordingFanout implements Fanout {
   /** Per message fanned out: the connection left out (its sender, when local). */
   readonly excluded: (Conn | null)[] = [];
   readonly delivered = new Inbox<number>();
-  publish(_g: string, _text: string, json: string, exclude: Conn | null, isMessage: boolean): void {
+  publish(_g: string, out: Encoded, exclude: Conn | null, isMessage: boolean): void {
     if (!isMessage) return;
-    const seq = (JSON.parse(json) as { seq: number }).seq;
+    const seq = (JSON.parse(out.json as string) as { seq: number }).seq;
     this.seqs.push(seq);
     this.excluded.push(exclude);
     this.delivered.push(seq);

@@ -9,7 +9,7 @@ import { createLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
 import { ChatNode } from '../../src/node.js';
 import type { Conn, Fanout, Inbound } from '../../src/ports.js';
-import type { Codec } from '../../src/protocol/codecs.js';
+import type { Codec, Encoded } from '../../src/protocol/codecs.js';
 import * as T from '../../src/protocol/text.js';
 import { GroupMembers } from '../../src/transport/core.js';
 import { tempDir } from '../helpers/gateway.js';
@@ -60,8 +60,8 @@ class FakeConn implements Conn {
 /** A transport's fan-out over the fake connections: encoded once per codec, sender left out. */
 class FakeFanout implements Fanout {
   constructor(private readonly members: GroupMembers<FakeConn>) {}
-  publish(groupId: string, text: string, json: string, exclude: Conn | null): void {
-    for (const c of this.members.of(groupId)) if (c !== exclude) c.write(c.codec === 'text' ? text : json);
+  publish(groupId: string, out: Encoded, exclude: Conn | null): void {
+    for (const c of this.members.of(groupId)) if (c !== exclude) c.write((c.codec === 'text' ? out.text : out.json) as string);
   }
 }
 

@@ -13,7 +13,11 @@
 -- published as {"t":"m","seq":<seq>, ...the same fields}.
 -- Past either bound the oldest entries go, but never the newest one.
 -- Reply: the message's seq, or a NOGROUP error.
-local cur = redis.call('HGET', KEYS[1], 'seq')
+-- Commands per message once the history is full: HMGET, XADD, XLEN, XRANGE of the
+-- one entry that goes, XTRIM, HSET, PUBLISH (the byte total rides on the HSET).
+-- One read for the existence check (seq) and whether the byte total is kept (hb).
+local meta = redis.call('HMGET', KEYS[1], 'seq', 'hb')
+local cur = meta[1]
 if not cur then
   return redis.error_reply('NOGROUP no such group')
 end
@@ -39,52 +43,61 @@ local function entryBytes(fields)
   return 0
 end
 
+-- The byte total to store with seq (nil: none kept while the bound is off).
+local hbKept = nil
 -- XADD first: scripts do not roll back, so nothing is bumped if the append fails.
 if maxBytes <= 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'm', ARGV[3], 'n', ARGV[7])
   -- A running byte total would go stale while the bound is off: count again when it is back.
-  redis.call('HDEL', KEYS[1], 'hb')
+  if meta[2] then redis.call('HDEL', KEYS[1], 'hb') end
 else
   -- The running total of text bytes kept; a history from before it (or from while the bound was
   -- off) is counted once, here.
-  local counted = redis.call('HEXISTS', KEYS[1], 'hb') == 1
+  local counted = meta[2] ~= false and tonumber(meta[2]) ~= nil
   redis.call('XADD', KEYS[2], seq .. '-0', 'm', ARGV[3], 'n', ARGV[7])
-  local add = tonumber(ARGV[7])
-  if not counted then
-    add = 0
-    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do add = add + entryBytes(e[2]) end
+  local hb
+  if counted then
+    hb = tonumber(meta[2]) + tonumber(ARGV[7])
+  else
+    hb = 0
+    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do hb = hb + entryBytes(e[2]) end
   end
-  local hb = redis.call('HINCRBY', KEYS[1], 'hb', add)
   local len = redis.call('XLEN', KEYS[2])
   local over = len - limit
   if over > 0 or hb > maxBytes then
     -- Walk from the oldest, counting what must go; then one exact trim to the length that stays
     -- (XTRIM MAXLEN: Redis 5 and later).
-    local dropped, freed, done, start = 0, 0, false, '-'
-    while not done do
-      local rows = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 64)
+    -- Reads take just the entries still to go by count (usually one), then 64 at a time for bytes.
+    local dropped, freed, start = 0, 0, '-'
+    local function enough()
+      return len - dropped <= 1 or (dropped >= over and hb - freed <= maxBytes)
+    end
+    while not enough() do
+      local batch = math.max(1, math.min(over - dropped, 64))
+      if dropped >= over then batch = 64 end
+      local rows = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', batch)
       for _, e in ipairs(rows) do
-        if len - dropped <= 1 or (dropped >= over and hb - freed <= maxBytes) then
-          done = true
-          break
-        end
+        if enough() then break end
         freed = freed + entryBytes(e[2])
         dropped = dropped + 1
       end
-      if not done then
-        if #rows < 64 then break end
-        -- The next possible ID after the last row (exclusive ranges need Redis 6.2).
-        local ms, n = string.match(rows[#rows][1], '^(%d+)%-(%d+)$')
-        start = ms .. '-' .. string.format('%d', tonumber(n) + 1)
-      end
+      if #rows < batch then break end
+      -- The next possible ID after the last row (exclusive ranges need Redis 6.2).
+      local ms, n = string.match(rows[#rows][1], '^(%d+)%-(%d+)$')
+      start = ms .. '-' .. string.format('%d', tonumber(n) + 1)
     end
     if dropped > 0 then
       redis.call('XTRIM', KEYS[2], 'MAXLEN', len - dropped)
-      redis.call('HINCRBY', KEYS[1], 'hb', -freed)
+      hb = hb - freed
     end
   end
+  hbKept = hb
 end
-redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5])
+if hbKept then
+  redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5], 'hb', hbKept)
+else
+  redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5])
+end
 
 local pub = 'PUBLISH'
 if ARGV[4] == 'SPUBLISH' then pub = 'SPUBLISH' end

@@ -1,0 +1,53 @@
+// scrypt-process.ts: hashes in a child process that exits when idle (so scrypt's memory leaves
+// with it), comes back for the next hash, and fails only the work in hand when it dies.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { createLogger } from '../../src/log.js';
+import { hashPassword, verifyPassword } from '../../src/passwords.js';
+import { ScryptProcess } from '../../src/scrypt-process.js';
+import { until } from '../helpers/wait.js';
+
+const pools: ScryptProcess[] = [];
+after(() => pools.forEach((p) => p.close()));
+const pool = (idleMs: number): ScryptProcess => {
+  const p = new ScryptProcess(2, idleMs, createLogger('silent', 't'));
+  pools.push(p);
+  return p;
+};
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+test('hashes made in the password process verify in this one and back (same salted scrypt)', async () => {
+  const p = pool(60_000);
+  const h = await hashPassword('café', 1024, p.run);
+  assert.equal(await verifyPassword('cafe\u0301', h), true, 'NFC, as in-process');
+  assert.equal(await verifyPassword('café', h, p.run), true);
+  assert.equal(await verifyPassword('cafe', h, p.run), false);
+  assert.notEqual(p.pid(), null);
+  assert.notEqual(p.pid(), process.pid);
+});
+
+test('the process exits once idle and a new one serves the next hash', async () => {
+  const p = pool(200);
+  await hashPassword('x', 1024, p.run);
+  const first = p.pid() as number;
+  await until(() => !alive(first), 5000, 'the idle password process to exit');
+  assert.equal(p.pid(), null);
+  assert.equal(await verifyPassword('x', await hashPassword('x', 1024, p.run), p.run), true);
+  assert.notEqual(p.pid(), first);
+});
+
+test('a killed process fails the work in hand, and the next hash gets a new one', async () => {
+  const p = pool(60_000);
+  await hashPassword('warm', 1024, p.run);
+  const slow = hashPassword('y', 1 << 18, p.run); // long enough to be in hand when killed
+  process.kill(p.pid() as number, 'SIGKILL');
+  await assert.rejects(slow, /password process exited/);
+  assert.equal(await verifyPassword('z', await hashPassword('z', 1024, p.run), p.run), true);
+});
