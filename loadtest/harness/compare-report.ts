@@ -67,7 +67,7 @@ export interface Results {
 export const perK = (cpu: number, deliveries: number): number => (deliveries > 0 ? cpu / (deliveries / 1000) : NaN);
 const f = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : '—');
 const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
-const k = (n: number): string => (Number.isFinite(n) ? `${Math.round(n / 1000)}k` : '—');
+const k = (n: number): string => (!Number.isFinite(n) ? '—' : n < 10_000 ? `${(n / 1000).toFixed(1)}k` : `${Math.round(n / 1000)}k`);
 
 /** The highest passing step's nominal deliveries/s (0 when the first fails), and whether the schedule's top passed. */
 export function knee(steps: Step[], target: TargetName, topRate: number): { value: number; top: boolean; measured: boolean } {
@@ -98,9 +98,10 @@ function goals(r: Results, rates: number[]): Goal[] {
   const kb = knee(r.steps, 'bare', top);
   const ks = knee(r.steps, 'socket.io', top);
   const kneeText = (x: ReturnType<typeof knee>): string => (!x.measured ? '—' : x.value === 0 ? 'none' : `${k(x.value)}${x.top ? ' (top step)' : ''}`);
-  const ratio = (a: number, b: number): number => (b > 0 ? a / b : a > 0 ? Infinity : NaN);
+  const ratio = (a: number, b: number): number => (b > 0 ? a / b : a > 0 ? Infinity : a === 0 && b === 0 ? 0 : NaN);
   const le = (x: number, bound: number): boolean | null => (Number.isFinite(x) ? x <= bound : null);
-  const ge = (x: number, bound: number): boolean | null => (Number.isNaN(x) ? null : x >= bound);
+  // A knee ratio with a gateway knee of 0 is 0 (not met), whatever the peer's.
+  const ge = (x: number, bound: number): boolean | null => (kg.measured && kg.value === 0 ? false : Number.isNaN(x) ? null : x >= bound);
   const measured = kg.measured && kb.measured;
   out.push({ goal: 'knee vs bare', gateway: kneeText(kg), bare: kneeText(kb), sio: kneeText(ks), ratio: ratio(kg.value, kb.value), bound: '≥ 0.8', met: measured ? ge(ratio(kg.value, kb.value), 0.8) : null });
   out.push({ goal: 'knee vs Socket.IO', gateway: kneeText(kg), bare: kneeText(kb), sio: kneeText(ks), ratio: ratio(kg.value, ks.value), bound: '≥ 3', met: kg.measured && ks.measured ? ge(ratio(kg.value, ks.value), 3) : null });
@@ -129,7 +130,7 @@ function goals(r: Results, rates: number[]): Goal[] {
     const g = m('gateway');
     const conns = g?.connections ?? m('bare')?.connections ?? NaN;
     out.push({
-      goal: `RSS per idle joined connection (KB), ${int(conns)} on one node${g ? '' : ''}`,
+      goal: `RSS per idle joined connection (KB), ${int(conns)} on one node`,
       gateway: f(g?.perConnKb ?? NaN, 2),
       bare: f(m('bare')?.perConnKb ?? NaN, 2),
       sio: f(m('socket.io')?.perConnKb ?? NaN, 2),

@@ -135,7 +135,9 @@ function finish(code: number): never {
     finished = true;
     const r = report(results, o.rates);
     process.stdout.write(`\n${r.markdown}\n`);
-    if (a.docs) {
+    // Only a run that went to the end replaces the previous one in the docs.
+    if (a.docs && code !== 0) process.stdout.write(`\ncompare: the run did not complete: ${a.docs} left as it was\n`);
+    else if (a.docs) {
       try {
         writeDocs(a.docs, r.markdown);
         process.stdout.write(`\ncompare: wrote the tables into ${a.docs}\n`);
