@@ -16,8 +16,8 @@ export interface Target {
   nodes: Array<Gateway | Peer>;
   redis: RedisServer;
   endpoints: Endpoint[];
-  /** `n` rooms to join: created groups on the gateway (`parallel` creates at a time), names on the peers. */
-  rooms(n: number, parallel: number): Promise<string[]>;
+  /** `n` rooms to join: groups created on the gateway's node `node` (`parallel` creates at a time), names on the peers. */
+  rooms(n: number, parallel: number, node?: number): Promise<string[]>;
   /** A node that exited, if any (a crash mid-run). */
   dead(): string | null;
   stop(): Promise<void>;
@@ -92,7 +92,8 @@ export async function startTarget(name: TargetName, nodes: number, extraEnv: Rec
     nodes: procs,
     redis: r,
     endpoints: procs.map((p) => ({ host: '127.0.0.1', wsPort: p.port, tcpPort: 'tcpPort' in p ? p.tcpPort : 0 })),
-    rooms: (n, parallel) => (name === 'gateway' ? createGroups(procs[0] as Gateway, n, parallel) : Promise.resolve(Array.from({ length: n }, (_, i) => `room-${i}`))),
+    rooms: (n, parallel, node = 0) =>
+      name === 'gateway' ? createGroups(procs[node] as Gateway, n, parallel) : Promise.resolve(Array.from({ length: n }, (_, i) => `room-${i}`)),
     dead: () => {
       if (stopping) return null;
       const gone = exits.find((x) => x.code !== undefined);
