@@ -1,7 +1,7 @@
 SHELL := /bin/bash
 NODE_TEST := node --test --test-concurrency=1 --test-timeout=120000
 
-.PHONY: install deps build run cluster client test test-unit lint clean bench bench-redis k6-check k6-smoke
+.PHONY: install deps build run cluster client test test-unit lint clean bench bench-redis bench-compare k6-check k6-smoke
 
 install: node_modules/.package-lock.json
 
@@ -31,7 +31,9 @@ client: build
 deps:
 	bash scripts/check-deps.sh
 
+# loadtest/ is compiled too: integration/peers.test.ts starts the bench-compare peers (dist/loadtest/peers/).
 test: deps build
+	npx tsc -p loadtest/tsconfig.json
 	$(NODE_TEST) $$(find dist/services -path "*/test/*" -name "*.test.js" | sort)
 
 test-unit: build
@@ -40,7 +42,7 @@ test-unit: build
 # Types everywhere, the k6 scripts, and no import cycle (layers point one way: docs/ARCHITECTURE.md).
 lint: install
 	npx tsc -p tsconfig.json --noEmit
-	node scripts/check-cycles.mjs --layers scripts/layers.json services/gateway/src services/client/src loadtest/harness
+	node scripts/check-cycles.mjs --layers scripts/layers.json services/gateway/src services/client/src loadtest/harness loadtest/peers
 	npx tsc -p loadtest/tsconfig.json --noEmit
 	npx tsc -p loadtest/k6/tsconfig.json
 
@@ -65,6 +67,14 @@ bench: build
 bench-redis: build
 	npx tsc -p loadtest/tsconfig.json
 	node dist/loadtest/harness/bench.js --engine redis --nodes 2 $(BENCH_ARGS)
+
+# The gateway side by side with its peers (loadtest/peers/: bare uWS.js + Redis, Socket.IO + redis-adapter),
+# one generator, one rate schedule; writes the tables into docs/BENCHMARKS.md (≈ 10 min).
+# QUICK=1: scaled down (≈ 2 min), prints only, exits 0 when it ran to the end (CI).
+QUICK ?=
+bench-compare: build
+	npx tsc -p loadtest/tsconfig.json
+	node dist/loadtest/harness/compare.js $(if $(QUICK),--quick,--docs docs/BENCHMARKS.md) $(COMPARE_ARGS)
 
 clean:
 	rm -rf dist

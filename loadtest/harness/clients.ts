@@ -1,12 +1,17 @@
-// One simulated chat member per connection, on any of the three transports.
-// Each speaks the protocol the way a real client would (PROTOCOL.md): WS JSON
-// ops, WS text answers to the menu prompts, or TCP lines. Chat text carries the
-// sender's clock so receivers can measure end-to-end latency.
+// One simulated chat member per connection, on any of the gateway's three
+// transports or one of the peers' protocols (make bench-compare). Each speaks
+// the protocol the way a real client would (PROTOCOL.md): WS JSON ops, WS text
+// answers to the menu prompts, TCP lines; the bare peer's JSON room frames;
+// Socket.IO events. Chat text carries the sender's clock so receivers can
+// measure end-to-end latency (and, in bench-compare, the sender and its count).
 import { connect as tcpConnect, type Socket } from 'node:net';
+import { io as sioConnect, type Socket as SioSocket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { within } from './wait.js';
 
-export type Transport = 'ws_json' | 'ws_text' | 'tcp';
+/** The gateway's transports, then the peers' protocols (loadtest/peers/): `bare` JSON room frames, `sio` Socket.IO events. */
+export type Transport = 'ws_json' | 'ws_text' | 'tcp' | 'bare' | 'sio';
+/** The gateway's transports (what --mix and --storm-transport take). */
 export const TRANSPORTS: readonly Transport[] = ['ws_json', 'ws_text', 'tcp'];
 
 export interface Endpoint {
@@ -17,16 +22,21 @@ export interface Endpoint {
 
 /** What a member reports while it runs. Hot paths: no allocation beyond parsing the frame. */
 export interface MemberEvents {
-  /** A chat line from someone else, whose text started with the bench marker; `sentAt` from that text. */
-  chat(sentAt: number, transport: Transport): void;
+  /** A chat line from someone else, whose text started with the bench marker; `body` is the text after it (see benchText). */
+  chat(body: string, transport: Transport, receiver: Member): void;
   ack(member: Member, id: number): void;
   error(code: string): void;
 }
 
-/** Chat text: `bench <sender's wall clock ms> <padding>`. Never anything a person typed. */
+/**
+ * Chat text: `bench <sender's wall clock ms> <padding>`, or with a tag
+ * `bench <clock> <tag> <padding>` (bench-compare: `<run>.<sender>.<count>`).
+ * Never anything a person typed. With `bytes`, the padding is cut so the text is that long.
+ */
 export const MARK = 'bench ';
-export function benchText(sentAt: number, pad: string): string {
-  return `${MARK}${sentAt.toFixed(3)} ${pad}`;
+export function benchText(sentAt: number, pad: string, tag?: string, bytes?: number): string {
+  const head = tag === undefined ? `${MARK}${sentAt.toFixed(3)} ` : `${MARK}${sentAt.toFixed(3)} ${tag} `;
+  return head + (bytes === undefined ? pad : pad.slice(0, Math.max(1, bytes - head.length)));
 }
 
 type Waiter = { test: (frame: string) => boolean; fail: (frame: string) => string | null; resolve: () => void; reject: (e: Error) => void };
@@ -39,6 +49,8 @@ export abstract class Member {
   /** Send time by id (ring), for ack latency. */
   sentAt: Float64Array | null = null;
   nextId = 0;
+  /** bench-compare: the next count expected from each sender (by sender ID), to find gaps and duplicates. */
+  nextFrom: Map<number, number> | null = null;
   protected waiter: Waiter | null = null;
 
   constructor(
@@ -101,6 +113,7 @@ abstract class WsMember extends Member {
       const url = `ws://${this.endpoint.host}:${this.endpoint.wsPort}/`;
       const ws = subprotocol ? new WebSocket(url, subprotocol, { ...WS_OPTIONS, handshakeTimeout: ms }) : new WebSocket(url, { ...WS_OPTIONS, handshakeTimeout: ms });
       this.ws = ws;
+      ws.on('open', () => this.opened());
       ws.on('message', (data) => this.frame(frameText(data)));
       ws.on('error', (e) => {
         this.waiter?.reject(e);
@@ -111,6 +124,9 @@ abstract class WsMember extends Member {
   }
 
   protected abstract frame(s: string): void;
+
+  /** The socket is open (the gateway's members then wait for the menu). */
+  protected opened(): void {}
 
   close(): void {
     if (!this.ws || this.closed) return;
@@ -165,7 +181,7 @@ export class WsJsonMember extends WsMember {
   protected frame(s: string): void {
     if (s.startsWith('{"type":"message"')) {
       const m = JSON.parse(s) as { text?: unknown };
-      if (typeof m.text === 'string' && m.text.startsWith(MARK)) this.events.chat(parseFloat(m.text.slice(MARK.length)), 'ws_json');
+      if (typeof m.text === 'string' && m.text.startsWith(MARK)) this.events.chat(m.text.slice(MARK.length), 'ws_json', this);
       return;
     }
     if (s.startsWith('{"type":"ack"')) {
@@ -183,10 +199,10 @@ export class WsJsonMember extends WsMember {
 }
 
 /** The text lines both text transports carry once in a group. */
-function chatLine(line: string, transport: Transport, events: MemberEvents): boolean {
+function chatLine(line: string, transport: Transport, events: MemberEvents, receiver: Member): boolean {
   const i = line.indexOf(': ' + MARK);
   if (i < 0) return false;
-  events.chat(parseFloat(line.slice(i + 2 + MARK.length)), transport);
+  events.chat(line.slice(i + 2 + MARK.length), transport, receiver);
   return true;
 }
 
@@ -215,7 +231,7 @@ export class WsTextMember extends WsMember {
   }
 
   protected frame(s: string): void {
-    if (!chatLine(s, 'ws_text', this.events)) this.offer(s);
+    if (!chatLine(s, 'ws_text', this.events, this)) this.offer(s);
   }
 }
 
@@ -262,14 +278,107 @@ export class TcpMember extends Member {
     for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n', start)) {
       const line = this.buf.slice(start, nl);
       start = nl + 1;
-      if (!chatLine(line, 'tcp', this.events)) this.offer(line);
+      if (!chatLine(line, 'tcp', this.events, this)) this.offer(line);
     }
     this.buf = this.buf.slice(start);
   }
 }
 
+/**
+ * The bare peer (loadtest/peers/bare.ts): `{"t":"join","room"}` → `{"t":"joined"}`,
+ * `{"t":"send","room","text"}` → the others get `{"t":"m","room","text"}`.
+ */
+export class BareMember extends WsMember {
+  private room = '';
+
+  constructor(name: string, endpoint: Endpoint, events: MemberEvents) {
+    super('bare', name, endpoint, events);
+  }
+
+  /** No menu here: resolves once the socket is open. */
+  connect(ms: number): Promise<void> {
+    return this.open(null, () => false, ms);
+  }
+
+  join(room: string, _password: string, ms: number): Promise<void> {
+    this.room = room;
+    return this.expect((f) => f.startsWith('{"t":"joined"'), () => null, ms, 'joined', () => this.ws?.send(JSON.stringify({ t: 'join', room })));
+  }
+
+  send(text: string): void {
+    this.ws?.send(JSON.stringify({ t: 'send', room: this.room, text }));
+  }
+
+  protected override opened(): void {
+    this.waiter?.resolve();
+  }
+
+  protected frame(s: string): void {
+    if (s.startsWith('{"t":"m"')) {
+      const m = JSON.parse(s) as { text?: unknown };
+      if (typeof m.text === 'string' && m.text.startsWith(MARK)) this.events.chat(m.text.slice(MARK.length), 'bare', this);
+      return;
+    }
+    this.offer(s);
+  }
+}
+
+/** The Socket.IO peer (loadtest/peers/sio.ts), over socket.io-client's WebSocket transport only. */
+export class SioMember extends Member {
+  private socket: SioSocket | null = null;
+  private room = '';
+
+  constructor(name: string, endpoint: Endpoint, events: MemberEvents) {
+    super('sio', name, endpoint, events);
+  }
+
+  connect(ms: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const s = sioConnect(`http://${this.endpoint.host}:${this.endpoint.wsPort}`, {
+        transports: ['websocket'],
+        reconnection: false,
+        forceNew: true,
+        timeout: ms,
+      });
+      this.socket = s;
+      s.once('connect', () => resolve());
+      s.once('connect_error', (e: Error) => {
+        this.onClosed(1006);
+        reject(e);
+      });
+      s.on('disconnect', () => this.onClosed(1006));
+      s.on('m', (m: { text?: unknown }) => {
+        if (typeof m?.text === 'string' && m.text.startsWith(MARK)) this.events.chat(m.text.slice(MARK.length), 'sio', this);
+      });
+    });
+  }
+
+  join(room: string, _password: string, ms: number): Promise<void> {
+    this.room = room;
+    const s = this.socket;
+    if (!s || this.closed) return Promise.reject(new Error(`closed (${this.closeCode}) before join`));
+    return within(new Promise<void>((resolve) => s.emit('join', room, () => resolve())), ms, 'join ack');
+  }
+
+  send(text: string): void {
+    this.socket?.emit('send', { room: this.room, text });
+  }
+
+  close(): void {
+    this.socket?.disconnect();
+  }
+
+  terminate(): void {
+    this.socket?.disconnect();
+  }
+}
+
 export function newMember(transport: Transport, name: string, endpoint: Endpoint, events: MemberEvents): Member {
   switch (transport) {
+    case 'bare':
+      return new BareMember(name, endpoint, events);
+    case 'sio':
+      return new SioMember(name, endpoint, events);
     case 'ws_json':
       return new WsJsonMember(name, endpoint, events);
     case 'ws_text':

@@ -10,6 +10,8 @@ export interface MemberSpec {
   groupId: string;
   /** Sends chat messages (fan-out: at the fixed rate; throughput: as fast as acks allow). */
   sender: boolean;
+  /** bench-compare: this member's ID as a sender, unique over all workers (goes into its messages' tags). */
+  id?: number;
 }
 
 /** Shared timing of a measured run: everything is wall-clock ms (see wait.now). */
@@ -28,8 +30,12 @@ export type ToWorker =
   /** Open every member's connection, `concurrency` at a time. */
   | { type: 'connect'; concurrency: number; timeoutMs: number }
   | { type: 'join'; concurrency: number; password: string; timeoutMs: number }
-  /** Open loop: each sender sends `ratePerSender` msgs/s. */
-  | { type: 'fanout'; window: Window; ratePerSender: number; textBytes: number }
+  /**
+   * Open loop: each sender sends `ratePerSender` msgs/s. With `check` (a run number), each
+   * message is tagged `<check>.<sender id>.<count>` and every receiver checks each sender's
+   * counts for gaps and duplicates (RunResult.check); texts are then exactly `textBytes` long.
+   */
+  | { type: 'fanout'; window: Window; ratePerSender: number; textBytes: number; check?: number }
   /** Closed loop: each sender keeps `inflight` unacknowledged sends (WS JSON only). */
   | { type: 'flood'; window: Window; inflight: number; textBytes: number }
   | { type: 'close' };
@@ -64,6 +70,20 @@ export interface RunResult {
   closed: number;
   /** JSON senders still waiting for acks when the worker reported. */
   unacked: number;
+  /** With `check`: what the receivers saw of each sender's numbered messages, over the whole run (warm-up included). */
+  check?: CheckResult;
+}
+
+export interface CheckResult {
+  /** Messages received in order or after a gap (each counted once). */
+  unique: number;
+  /** Received with a count below the next expected one (a duplicate, or one overtaken by a later message). */
+  dups: number;
+  /** Times a count skipped ahead, and how many counts were skipped in all. */
+  gaps: number;
+  skipped: number;
+  /** Tagged messages of another run (stragglers of an earlier step). */
+  stale: number;
 }
 
 export type FromWorker = PhaseResult | RunResult | { type: 'ready' } | { type: 'closed' } | { type: 'failed'; error: string };

@@ -12,6 +12,12 @@ import { within } from './wait.js';
 
 /** <outDir>/loadtest/harness/procs.js → <outDir>/services/gateway/src/main.js (dist/ or .tmp/bench-dist/). */
 export const GATEWAY_MAIN = fileURLToPath(new URL('../../services/gateway/src/main.js', import.meta.url));
+/** The peers of make bench-compare (loadtest/peers/), compiled beside the harness. */
+export const PEER_MAIN = {
+  bare: fileURLToPath(new URL('../peers/bare.js', import.meta.url)),
+  sio: fileURLToPath(new URL('../peers/sio.js', import.meta.url)),
+} as const;
+export type PeerKind = keyof typeof PEER_MAIN;
 
 const started = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
@@ -153,11 +159,40 @@ export async function startGateway(index: number, dataDir: string, opts: Gateway
   return gw;
 }
 
+/** A peer node (loadtest/peers/): one process, PORT=0, ready at its [LISTENING] line. */
+export class Peer extends Child {
+  port = 0;
+}
+
+export async function startPeer(kind: PeerKind, index: number, redisUrl: string): Promise<Peer> {
+  const main = PEER_MAIN[kind];
+  if (!existsSync(main)) throw new Error(`no compiled peer at ${main}: build first (npx tsc -p loadtest/tsconfig.json)`);
+  const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOST: '127.0.0.1', PORT: '0', NODE_ID: `${kind}-${index}`, REDIS_URL: redisUrl };
+  const proc = spawn(process.execPath, [main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const peer = new Peer(`${kind} ${index}`, proc);
+  const line = await peer.waitLine((l) => l.includes('"[LISTENING]"'), 20_000, '[LISTENING]');
+  peer.port = Number((JSON.parse(line) as Record<string, unknown>)['port']);
+  return peer;
+}
+
 export class RedisServer extends Child {
   port = 0;
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
+}
+
+/** A temporary directory removed when the run ends (whichever way). */
+export function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(d);
+  return d;
+}
+
+/** Remove a directory from tempDir now. */
+export function removeTempDir(d: string): void {
+  rmSync(d, { recursive: true, force: true });
+  tempDirs.delete(d);
 }
 
 export async function startRedis(dir: string): Promise<RedisServer> {

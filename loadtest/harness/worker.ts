@@ -3,7 +3,7 @@
 // Several of these run side by side so one client process is not the limit.
 import { newMember, benchText, type Endpoint, type Member, type MemberEvents, type Transport } from './clients.js';
 import { Histogram } from './hist.js';
-import type { FromWorker, MemberSpec, PhaseResult, RunResult, ToWorker, Window } from './plan.js';
+import type { CheckResult, FromWorker, MemberSpec, PhaseResult, RunResult, ToWorker, Window } from './plan.js';
 import { now, until } from './wait.js';
 
 /** Ring of send times per sender, for ack latency; must exceed any in-flight window. */
@@ -24,13 +24,44 @@ let errors: Record<string, number> = {};
 let flood: { inflight: number; pad: string } | null = null;
 let sentInWindow = 0;
 let sentTotal = 0;
+/** bench-compare: the run number messages are tagged with, and what receivers saw; null = no check. */
+let checkRun: number | null = null;
+let check: CheckResult = { unique: 0, dups: 0, gaps: 0, skipped: 0, stale: 0 };
 
 function reply(m: FromWorker): void {
   process.send?.(m);
 }
 
+/** `<run>.<sender>.<count>` at `from` in a chat body: check the count against what this receiver expects from that sender. */
+function checkTag(body: string, from: number, receiver: Member): void {
+  const d1 = body.indexOf('.', from);
+  const d2 = d1 < 0 ? -1 : body.indexOf('.', d1 + 1);
+  const end = d2 < 0 ? -1 : body.indexOf(' ', d2 + 1);
+  if (end < 0 || Number(body.slice(from, d1)) !== checkRun) {
+    check.stale++;
+    return;
+  }
+  const sender = Number(body.slice(d1 + 1, d2));
+  const count = Number(body.slice(d2 + 1, end));
+  const seen = (receiver.nextFrom ??= new Map());
+  const next = seen.get(sender) ?? 0;
+  if (count < next) {
+    check.dups++;
+    return;
+  }
+  if (count > next) {
+    check.gaps++;
+    check.skipped += count - next;
+  }
+  check.unique++;
+  seen.set(sender, count + 1);
+}
+
 const events: MemberEvents = {
-  chat(sentAt, transport) {
+  chat(body, transport, receiver) {
+    // body: "<clock> [<tag> ]<padding>"; parseFloat stops at the space.
+    const sentAt = parseFloat(body);
+    if (checkRun !== null) checkTag(body, body.indexOf(' ') + 1, receiver);
     const w = window;
     if (!w || sentAt < w.measureFrom || sentAt >= w.endAt) {
       receivedOutside++;
@@ -54,13 +85,13 @@ const events: MemberEvents = {
   },
 };
 
-function sendOne(m: Member, pad: string): void {
+function sendOne(m: Member, pad: string, tag?: { sender: number; bytes: number }): void {
   const w = window as Window;
   const t = now();
   const id = m.nextId++;
   if (m.sentAt) m.sentAt[id % RING] = t;
   if (m.transport === 'ws_json') m.inflight++;
-  m.send(benchText(t, pad), id);
+  m.send(tag ? benchText(t, pad, `${checkRun}.${tag.sender}.${id}`, tag.bytes) : benchText(t, pad), id);
   sentTotal++;
   if (t >= w.measureFrom && t < w.endAt) sentInWindow++;
 }
@@ -93,8 +124,12 @@ async function phase(name: 'connect' | 'join', concurrency: number, f: (m: Membe
   return { type: 'phase', phase: name, ok, failed, reasons, elapsedMs: now() - t0, latency: latency.toData() };
 }
 
-function resetRun(w: Window): void {
+function resetRun(w: Window, run: number | null = null): void {
   window = w;
+  checkRun = run;
+  check = { unique: 0, dups: 0, gaps: 0, skipped: 0, stale: 0 };
+  // A checked run numbers each sender's messages from 0 and starts every receiver afresh.
+  if (run !== null) for (const m of members) (m.nextId = 0), (m.nextFrom = null);
   received = new Map();
   receivedOutside = 0;
   acks = new Histogram();
@@ -117,17 +152,21 @@ async function finishRun(w: Window, sendLag: Histogram): Promise<RunResult> {
     errors,
     closed: members.filter((m) => m.closed).length,
     unacked: members.reduce((n, m) => n + (m.transport === 'ws_json' && m.inflight > 0 ? m.inflight : 0), 0),
+    ...(checkRun !== null ? { check } : {}),
   };
+  checkRun = null;
   window = null;
   flood = null;
   return out;
 }
 
 /** Open loop: each sender's k-th message is due at its phase + k / rate. */
-async function fanout(w: Window, rate: number, textBytes: number): Promise<RunResult> {
-  resetRun(w);
-  const pad = padding(textBytes);
-  const senders = members.filter((m, i) => specs[i]?.sender && !m.closed);
+async function fanout(w: Window, rate: number, textBytes: number, run?: number): Promise<RunResult> {
+  resetRun(w, run ?? null);
+  const pad = run === undefined ? padding(textBytes) : 'x'.repeat(textBytes);
+  const picked = members.flatMap((m, i) => (specs[i]?.sender && !m.closed ? [i] : []));
+  const senders = picked.map((i) => members[i] as Member);
+  const tags = picked.map((i) => (run === undefined ? undefined : { sender: specs[i]?.id ?? i, bytes: textBytes }));
   const interval = 1000 / rate;
   const due = senders.map(() => w.startAt + Math.random() * interval);
   const sendLag = new Histogram();
@@ -143,7 +182,7 @@ async function fanout(w: Window, rate: number, textBytes: number): Promise<RunRe
         const m = senders[i] as Member;
         for (let k = 0; k < MAX_CATCH_UP && (due[i] as number) <= t && !m.closed; k++) {
           sendLag.record(now() - (due[i] as number));
-          sendOne(m, pad);
+          sendOne(m, pad, tags[i]);
           due[i] = (due[i] as number) + interval;
         }
       }
@@ -183,7 +222,7 @@ async function handle(msg: ToWorker): Promise<void> {
     case 'join':
       return reply(await phase('join', msg.concurrency, (m, s) => (m.closed ? Promise.reject(new Error('closed before join')) : m.join(s.groupId, msg.password, msg.timeoutMs))));
     case 'fanout':
-      return reply(await fanout(msg.window, msg.ratePerSender, msg.textBytes));
+      return reply(await fanout(msg.window, msg.ratePerSender, msg.textBytes, msg.check));
     case 'flood':
       return reply(await floodRun(msg.window, msg.inflight, msg.textBytes));
     case 'close':
