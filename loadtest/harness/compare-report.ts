@@ -42,7 +42,11 @@ export interface Memory {
   target: TargetName;
   connections: number;
   baselineMb: number;
+  /** RSS right after the last join. */
+  joinedMb: number;
+  /** RSS after `idleSeconds` idle (what the goal counts). */
   afterMb: number;
+  idleSeconds: number;
   peakMb: number;
   perConnKb: number;
   joinSeconds: number;
@@ -197,9 +201,12 @@ export function report(r: Results, rates: number[]): { markdown: string; allMet:
   lines.push(`Knee (highest step with p99 ≤ 50 ms and nothing lost, duplicated or out of order): bare ${kn('bare')}; gateway ${kn('gateway')}; Socket.IO ${kn('socket.io')}.`);
   lines.push('');
   if (r.memory.length > 0) {
-    lines.push('| memory: target, one node | joined idle connections | RSS at start MB | after the joins MB | peak MB | RSS per connection KB | connect + join s |');
-    lines.push('|---|---:|---:|---:|---:|---:|---:|');
-    for (const m of r.memory) lines.push(`| ${m.target}${m.note ? ` (${m.note})` : ''} | ${int(m.connections)} | ${f(m.baselineMb)} | ${f(m.afterMb)} | ${f(m.peakMb)} | ${f(m.perConnKb, 2)} | ${f(m.joinSeconds, 1)} |`);
+    lines.push('| memory: target, one node | joined idle connections | RSS at start MB | right after the joins MB | after idling MB | peak MB | RSS per connection KB (after idling) | connect + join s |');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const m of r.memory)
+      lines.push(
+        `| ${m.target}${m.note ? ` (${m.note})` : ''} | ${int(m.connections)} | ${f(m.baselineMb)} | ${f(m.joinedMb)} | ${f(m.afterMb)} (${m.idleSeconds} s) | ${f(m.peakMb)} | ${f(m.perConnKb, 2)} | ${f(m.joinSeconds, 1)} |`,
+      );
     lines.push('');
   }
   lines.push('| goal (issue 11) | gateway | bare | Socket.IO | ratio gateway / bare (knee: / the peer) | bound | met |');

@@ -45,6 +45,7 @@ const { values: a } = parseArgs({
     size: { type: 'string', default: '64' },
     workers: { type: 'string', default: '2' },
     'mem-conns': { type: 'string' },
+    'mem-idle': { type: 'string' },
     'mem-scrypt-n': { type: 'string', default: '16384' },
     'skip-steps': { type: 'boolean', default: false },
     'skip-memory': { type: 'boolean', default: false },
@@ -60,7 +61,7 @@ if (a.help) {
   process.stdout.write(
     'usage: compare [--quick] [--docs FILE] [--targets bare,gateway,socket.io] [--nodes 3] [--rooms 100] [--members 10]\n' +
       '               [--rates 2,4,8,16] [--duration 15] [--warmup 3] [--drain 2] [--size 64] [--workers 2]\n' +
-      '               [--mem-conns 10000] [--mem-scrypt-n 16384] [--skip-steps] [--skip-nodes] [--skip-memory] [--deadline S]\n' +
+      '               [--mem-conns 10000] [--mem-scrypt-n 16384] [--mem-idle 40] [--skip-steps] [--skip-nodes] [--skip-memory] [--deadline S]\n' +
       'see loadtest/README.md ("Side by side with peers")\n',
   );
   process.exit(0);
@@ -94,7 +95,10 @@ const o = {
   workers: int('workers', a.workers, 1, 8),
   memConns: int('mem-conns', a['mem-conns'] ?? (quick ? '2000' : '10000'), 10, 50_000),
   memScryptN: int('mem-scrypt-n', a['mem-scrypt-n'], 1024, 1 << 20),
-  deadlineS: int('deadline', a.deadline ?? (quick ? '170' : '720'), 10, 3600),
+  // Idle connections after a storm: V8 gives back its grown heap (its memory reducer, ~20-30 s
+  // after allocation stops) and the gateway's password process exits (SCRYPT_IDLE_SECONDS).
+  memIdleS: int('mem-idle', a['mem-idle'] ?? (quick ? '5' : '40'), 0, 300),
+  deadlineS: int('deadline', a.deadline ?? (quick ? '200' : '900'), 10, 3600),
 };
 const conns = o.rooms * o.members;
 if (conns > 20_000) {
@@ -323,14 +327,18 @@ async function memory(name: TargetName): Promise<Memory> {
     try {
       await connectAndJoin(pool, specs.length, 250);
       const joinSeconds = (now() - t1) / 1000;
-      // Held a moment, so RSS is read with every connection settled, not mid-handshake.
+      // Held a moment, so RSS is read with every connection settled, not mid-handshake; then idle.
       await until(now() + 2000);
+      const joined = rssBytes(node.pid);
+      await until(now() + o.memIdleS * 1000);
       const after = sampler.stop()[0] as number;
       const m: Memory = {
         target: name,
         connections: specs.length,
         baselineMb: baseline / 2 ** 20,
+        joinedMb: joined / 2 ** 20,
         afterMb: after / 2 ** 20,
+        idleSeconds: o.memIdleS,
         peakMb: (sampler.peak[0] as number) / 2 ** 20,
         perConnKb: (after - baseline) / 1024 / specs.length,
         joinSeconds,

@@ -226,7 +226,7 @@ describe('three gateways on a 3-master Redis Cluster', () => {
     assert.equal(sum('spublish'), N, 'one SPUBLISH per message, not one per member or node');
     assert.equal(sum('publish'), 0, 'no classic PUBLISH (it would be broadcast to every master)');
     assert.equal(delta[master]!.get('spublish'), N, 'on the group’s own master');
-    for (const cmd of ['xadd', 'hget', 'hset']) assert.equal(sum(cmd), N, cmd);
+    for (const cmd of ['xadd', 'hmget', 'hset']) assert.equal(sum(cmd), N, cmd);
     for (const [i, m] of members.entries()) if (i > 0) await m.untilSeq(N + 1, 10_000);
     assert.equal(await shardNumsub(master, id), 3);
   });
