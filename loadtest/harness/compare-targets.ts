@@ -46,10 +46,10 @@ async function createGroups(gw: Gateway, n: number, parallel: number): Promise<s
 
 /**
  * The gateway's settings beyond `make bench`'s (RATE_LIMIT_PER_SEC=0, MAX_CONNECTIONS_PER_IP=0,
- * SCRYPT_N=1024): every member joins from 127.0.0.1, and concurrent first checks of one group's
- * password on several nodes count as attempts for that (group, address) before scrypt runs, so
- * the wrong-password limit and backoff would refuse a join storm; both off (0), as PROTOCOL.md
- * allows for load tests from one address. Nothing on the message path depends on them.
+ * SCRYPT_N=1024): every member joins from 127.0.0.1, and a join storm counts one attempt per node
+ * for that (group, address) before scrypt runs; three nodes at once are exactly the backoff's
+ * threshold, so the limit and backoff are off (0), as PROTOCOL.md allows for load tests from one
+ * address. Nothing on the message path depends on them.
  */
 const GATEWAY_ENV: Record<string, string> = { AUTH_MAX_FAILURES: '0', AUTH_BACKOFF_AFTER: '0' };
 
