@@ -149,7 +149,7 @@ export async function startGateway(index: number, dataDir: string, opts: Gateway
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl, CHAT_SECRET: opts.chatSecret ?? '' } : {}),
     ...opts.env,
   };
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), GATEWAY_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...SERVER_NODE_ARGS, ...(opts.nodeArgs ?? []), GATEWAY_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const gw = new Gateway(`gateway ${index}`, proc);
   const line = await gw.waitLine((l) => l.includes('"[LISTENING]"'), 20_000, '[LISTENING]');
   const parsed = JSON.parse(line) as Record<string, unknown>;
@@ -158,6 +158,13 @@ export async function startGateway(index: number, dataDir: string, opts: Gateway
   gw.metricsPort = Number(parsed['metricsPort']);
   return gw;
 }
+
+/**
+ * Extra node flags for every server process the harness starts (gateways and peers), e.g.
+ * BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them side by side
+ * (node refuses --cpu-prof in NODE_OPTIONS).
+ */
+const SERVER_NODE_ARGS = (process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter((s) => s !== '');
 
 /** A peer node (loadtest/peers/): one process, PORT=0, ready at its [LISTENING] line. */
 export class Peer extends Child {
@@ -168,7 +175,7 @@ export async function startPeer(kind: PeerKind, index: number, redisUrl: string)
   const main = PEER_MAIN[kind];
   if (!existsSync(main)) throw new Error(`no compiled peer at ${main}: build first (npx tsc -p loadtest/tsconfig.json)`);
   const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOST: '127.0.0.1', PORT: '0', NODE_ID: `${kind}-${index}`, REDIS_URL: redisUrl };
-  const proc = spawn(process.execPath, [main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...SERVER_NODE_ARGS, main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const peer = new Peer(`${kind} ${index}`, proc);
   const line = await peer.waitLine((l) => l.includes('"[LISTENING]"'), 20_000, '[LISTENING]');
   peer.port = Number((JSON.parse(line) as Record<string, unknown>)['port']);
