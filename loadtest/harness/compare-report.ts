@@ -201,7 +201,7 @@ export function report(r: Results, rates: number[]): { markdown: string; allMet:
   lines.push(`Knee (highest step with p99 ≤ 50 ms and nothing lost, duplicated or out of order): bare ${kn('bare')}; gateway ${kn('gateway')}; Socket.IO ${kn('socket.io')}.`);
   lines.push('');
   if (r.memory.length > 0) {
-    lines.push('| memory: target, one node | joined idle connections | RSS at start MB | right after the joins MB | after idling MB | peak MB | RSS per connection KB (after idling) | connect + join s |');
+    lines.push('| memory: target, one node | joined idle connections | RSS at start (after idling) MB | right after the joins MB | after idling MB | peak MB | RSS per connection KB (after idling) | connect + join s |');
     lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
     for (const m of r.memory)
       lines.push(

@@ -318,6 +318,9 @@ async function memory(name: TargetName): Promise<Memory> {
   const t = await startTarget(name, gateway ? 2 : 1, env);
   try {
     const node = t.nodes[0] as Target['nodes'][number];
+    // The same idle spell before the baseline as after the joins: a fresh process's start-up garbage
+    // goes too (V8's memory reducer), or a server whose connections cost little would come out negative.
+    await until(now() + o.memIdleS * 1000);
     const baseline = rssBytes(node.pid);
     const sampler = new RssSampler([node.pid]);
     const rooms = await t.rooms(Math.ceil(o.memConns / o.members), 8, gateway ? 1 : 0);
