@@ -7,6 +7,7 @@ import { TrustedProxies } from './clientip.js';
 import { createLogger, type Logger, errText } from './log.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import { ChatNode } from './node.js';
+import { compactHeap } from './heap.js';
 import { ScryptProcess } from './scrypt-process.js';
 import { StartupError, listenError } from './startup.js';
 import { TcpTransport } from './transport/tcp.js';
@@ -61,7 +62,13 @@ async function start(config: Config, log: Logger, metrics: Metrics): Promise<voi
   if (engine instanceof MemoryEngine && engine.droppedBytesAtStart > 0)
     log.warn({ droppedBytes: engine.droppedBytesAtStart, dataDir: config.dataDir }, 'journal: dropped a torn tail at start');
   // scrypt's memory leaves with the password process once it is idle (scrypt-process.ts).
-  const passwords = config.scryptIdleSeconds > 0 ? new ScryptProcess(config.scryptConcurrency, config.scryptIdleSeconds * 1000, log) : null;
+  // After a storm's password work, also the heap the storm grew (heap.ts).
+  const afterStorm = (): void => {
+    const { before, after } = compactHeap();
+    if (after < before) log.info({ heapBeforeMb: Math.round(before / 2 ** 20), heapAfterMb: Math.round(after / 2 ** 20) }, 'heap compacted after password work');
+  };
+  const passwords =
+    config.scryptIdleSeconds > 0 ? new ScryptProcess(config.scryptConcurrency, config.scryptIdleSeconds * 1000, log, afterStorm) : null;
   const node = new ChatNode(engine, config, log, metrics, passwords?.run);
   metrics.probeEngine(() => engine.isUp());
   metrics.probeReady(() => node.isReady());

@@ -35,6 +35,8 @@ export class ScryptProcess {
     private readonly threads: number,
     private readonly idleMs: number,
     private readonly log: Logger,
+    /** Called when the idle child is let go: the password work of a burst is over. */
+    private readonly onIdle: () => void = () => undefined,
   ) {}
 
   /** The child's PID while it runs (tests, logs). */
@@ -114,6 +116,7 @@ export class ScryptProcess {
       // The child exits on disconnect; a new one starts with the next hash.
       this.child = null;
       child.disconnect();
+      this.onIdle();
     }, this.idleMs);
     this.idleTimer.unref();
   }

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { createLogger } from '../../src/log.js';
 import { hashPassword, verifyPassword } from '../../src/passwords.js';
+import { compactHeap } from '../../src/heap.js';
 import { ScryptProcess } from '../../src/scrypt-process.js';
 import { until } from '../helpers/wait.js';
 
@@ -50,4 +51,21 @@ test('a killed process fails the work in hand, and the next hash gets a new one'
   process.kill(p.pid() as number, 'SIGKILL');
   await assert.rejects(slow, /password process exited/);
   assert.equal(await verifyPassword('z', await hashPassword('z', 1024, p.run), p.run), true);
+});
+
+test('letting the idle process go tells the gateway (which then compacts its heap)', async () => {
+  let idle = 0;
+  const p = new ScryptProcess(2, 100, createLogger('silent', 't'), () => idle++);
+  pools.push(p);
+  await hashPassword('x', 1024, p.run);
+  await until(() => idle === 1, 5000, 'the idle callback');
+  assert.equal(p.pid(), null);
+});
+
+test('compactHeap: a heap grown by garbage is collected back', () => {
+  let junk: unknown[] | null = [];
+  for (let i = 0; i < 1_500_000; i++) junk.push({ i, s: `x${i}` });
+  junk = null;
+  const { before, after } = compactHeap();
+  assert.ok(after < before - 16 * 2 ** 20, `heap total ${before} → ${after}`);
 });
