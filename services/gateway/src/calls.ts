@@ -108,9 +108,10 @@ export class Calls {
 
   /**
    * One check per (group, password) at a time, from its counted attempt to the end of scrypt:
-   * concurrent joins with the same password share it (a join storm on a node counts one attempt
-   * and runs scrypt once). It is dropped unqueued only when every client waiting on it has gone.
-   * A lockout is the starting address's: a client from another address then makes its own attempt.
+   * concurrent joins with the same password from one address share it (a join storm on a node
+   * counts one attempt and runs scrypt once). A join from another address counts its own attempt
+   * (its lockout and backoff apply) and then shares the scrypt. A check is dropped unqueued only
+   * when every client waiting on it has gone.
    */
   private shareCheck(rec: GroupRecord, password: string, mac: string, ctx: CallContext): Promise<AuthOutcome | 'locked'> | null {
     const running = this.checking.get(`${rec.id}\0${mac}`);
@@ -118,7 +119,23 @@ export class Calls {
     running.waiters.push(ctx.gone);
     this.metrics.authCacheHits.inc();
     if (running.addressKey === ctx.address.key) return running.outcome;
-    return running.outcome.then((o) => (o === 'locked' ? this.countedCheck(rec, password, mac, ctx) : o));
+    return this.shareAcross(running, rec, password, mac, ctx);
+  }
+
+  private async shareAcross(running: SharedCheck, rec: GroupRecord, password: string, mac: string, ctx: CallContext): Promise<AuthOutcome | 'locked'> {
+    const counted = await this.countAttempt(rec, ctx);
+    if (counted === 'locked') return 'locked';
+    let outcome: AuthOutcome | 'locked';
+    try {
+      outcome = await running.outcome;
+      // The address that started it was refused before any scrypt: this one checks for itself.
+      if (outcome === 'locked') outcome = await this.scryptCheck(rec, password, counted.suspect, [ctx.gone], ctx);
+    } catch (e) {
+      await this.releaseAttempt(rec, ctx).catch(() => undefined);
+      throw e;
+    }
+    await this.settleAttempt(rec, mac, ctx, outcome);
+    return outcome;
   }
 
   /**
@@ -136,6 +153,55 @@ export class Calls {
     });
     this.checking.set(key, shared);
     return shared.outcome;
+  }
+
+  private async runCounted(rec: GroupRecord, password: string, mac: string, shared: SharedCheck, ctx: CallContext): Promise<AuthOutcome | 'locked'> {
+    const counted = await this.countAttempt(rec, ctx);
+    if (counted === 'locked') return 'locked';
+    let outcome: AuthOutcome;
+    try {
+      outcome = await this.scryptCheck(rec, password, counted.suspect, shared.waiters, ctx);
+    } catch (e) {
+      await this.releaseAttempt(rec, ctx).catch(() => undefined);
+      throw e;
+    }
+    await this.settleAttempt(rec, mac, ctx, outcome);
+    return outcome;
+  }
+
+  private get limited(): boolean {
+    return this.policy.maxFailures > 0 || this.policy.backoffAfter > 0;
+  }
+
+  /** Count one attempt for (group, address) before scrypt: `locked` when refused (lockout, backoff). */
+  private async countAttempt(rec: GroupRecord, ctx: CallContext): Promise<'locked' | { suspect: boolean }> {
+    if (!this.limited) return { suspect: false };
+    const attempt = await this.engine.throttle.authAttempt(rec.id, ctx.address.key, this.policy);
+    return attempt.allowed ? { suspect: attempt.failures > 1 } : 'locked';
+  }
+
+  /** Right: the count is cleared and the password remembered. Wrong: it stays. `busy` or gone: taken back. */
+  private async settleAttempt(rec: GroupRecord, mac: string, ctx: CallContext, outcome: AuthOutcome): Promise<void> {
+    if (outcome === 'ok') {
+      if (this.limited) await this.engine.throttle.authSuccess(rec.id, ctx.address.key);
+      this.remember(rec, mac);
+    } else if (outcome !== 'wrong') {
+      // `busy` or gone: no password was checked, so no wrong password is counted (PROTOCOL.md §3).
+      await this.releaseAttempt(rec, ctx);
+    }
+  }
+
+  private async releaseAttempt(rec: GroupRecord, ctx: CallContext): Promise<void> {
+    if (this.limited) await this.engine.throttle.authRelease(rec.id, ctx.address.key);
+  }
+
+  /** scrypt through the node's password queue; dropped unqueued when every waiter has gone. */
+  private async scryptCheck(rec: GroupRecord, password: string, suspect: boolean, waiters: Array<() => boolean>, ctx: CallContext): Promise<AuthOutcome> {
+    const r = await this.work.submit(
+      { address: ctx.address, kind: 'check', suspectGroup: suspect ? rec.id : null, gone: () => waiters.every((g) => g()) },
+      () => verifyPassword(password, rec.passwordHash, this.scrypt),
+    );
+    return r.ok ? (r.value ? 'ok' : 'wrong') : r.reason;
   }
 
   private token(rec: GroupRecord, name: string, authAt: number): string {
@@ -223,35 +289,6 @@ export class Calls {
     this.metrics.joins.inc({ result: 'ok' });
     this.log.info({ conn: ctx.memberId, groupId: rec.id, name }, '[NEW MEMBER]');
     return { ok: true, groupId: rec.id, name, token: this.token(rec, name, Date.now()), seq: await this.top(rec.id) };
-  }
-
-  private async runCounted(rec: GroupRecord, password: string, mac: string, shared: SharedCheck, ctx: CallContext): Promise<AuthOutcome | 'locked'> {
-    const limited = this.policy.maxFailures > 0 || this.policy.backoffAfter > 0;
-    let suspect = false;
-    if (limited) {
-      const attempt = await this.engine.throttle.authAttempt(rec.id, ctx.address.key, this.policy);
-      if (!attempt.allowed) return 'locked';
-      suspect = attempt.failures > 1;
-    }
-    let outcome: AuthOutcome;
-    try {
-      const r = await this.work.submit(
-        { address: ctx.address, kind: 'check', suspectGroup: suspect ? rec.id : null, gone: () => shared.waiters.every((g) => g()) },
-        () => verifyPassword(password, rec.passwordHash, this.scrypt),
-      );
-      outcome = r.ok ? (r.value ? 'ok' : 'wrong') : r.reason;
-    } catch (e) {
-      if (limited) await this.engine.throttle.authRelease(rec.id, ctx.address.key).catch(() => undefined);
-      throw e;
-    }
-    if (outcome === 'ok') {
-      if (limited) await this.engine.throttle.authSuccess(rec.id, ctx.address.key);
-      this.remember(rec, mac);
-    } else if (outcome !== 'wrong' && limited) {
-      // `busy` or gone: no password was checked, so no wrong password is counted (PROTOCOL.md §3).
-      await this.engine.throttle.authRelease(rec.id, ctx.address.key);
-    }
-    return outcome;
   }
 
   /** The group this token was issued for, in the same life; null for a removed, recreated or unknown one. */

@@ -11,12 +11,20 @@ interface Request {
   opts: ScryptOptions;
 }
 
+const answer = (m: { id: number; key: string } | { id: number; error: string }): void => {
+  // The channel may be gone (the gateway stopped or let go): nothing to answer.
+  if (process.connected) process.send?.(m);
+};
+
 process.on('message', (m: Request) => {
-  scrypt(m.password, Buffer.from(m.salt, 'base64'), m.keylen, m.opts, (err, key) => {
-    // The channel may be gone (the gateway stopped): nothing to answer.
-    if (!process.connected) return;
-    process.send?.(err ? { id: m.id, error: err.message } : { id: m.id, key: key.toString('base64') });
-  });
+  try {
+    scrypt(m.password, Buffer.from(m.salt, 'base64'), m.keylen, m.opts, (err, key) =>
+      answer(err ? { id: m.id, error: err.message } : { id: m.id, key: key.toString('base64') }),
+    );
+  } catch (e) {
+    // Bad parameters (e.g. a corrupt stored hash) throw at once: one request fails, not the process.
+    answer({ id: m.id, error: e instanceof Error ? e.message : String(e) });
+  }
 });
-// The gateway let go (idle, or it exited): so does this process, after the hashes in hand.
+// The gateway let go (idle, or it exited): nothing more can be answered, so this process ends now.
 process.on('disconnect', () => process.exit(0));

@@ -17,6 +17,8 @@ export type Scrypt = (password: string, salt: Buffer, keylen: number, opts: Scry
 interface Pending {
   resolve: (key: Buffer) => void;
   reject: (e: Error) => void;
+  /** The child it was sent to: a child's exit fails only its own work. */
+  child: ChildProcess;
 }
 
 type Reply = { id: number; key: string } | { id: number; error: string };
@@ -49,7 +51,7 @@ export class ScryptProcess {
       if (this.closed) return reject(new Error('password process closed'));
       const child = this.ensure();
       const id = ++this.nextId;
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, child });
       // Work in hand keeps this process alive until it is answered (or the child's exit fails it).
       child.ref();
       channel(child)?.ref();
@@ -57,14 +59,21 @@ export class ScryptProcess {
         clearTimeout(this.idleTimer);
         this.idleTimer = null;
       }
-      child.send({ id, password, salt: salt.toString('base64'), keylen, opts });
+      try {
+        child.send({ id, password, salt: salt.toString('base64'), keylen, opts }, (e) => {
+          if (e) this.lost(child, e);
+        });
+      } catch (e) {
+        this.lost(child, e); // no channel: the fork failed
+      }
     });
 
   /** Stop the child now; work in flight fails. */
   close(): void {
     this.closed = true;
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.child?.kill('SIGKILL');
+    // A child whose fork failed has no pid: there is nothing to kill (and kill(0) would be our group).
+    if (this.child?.pid !== undefined) this.child.kill('SIGKILL');
   }
 
   private ensure(): ChildProcess {
@@ -77,27 +86,39 @@ export class ScryptProcess {
     });
     this.child = child;
     child.on('message', (m: Reply) => this.reply(m));
-    child.on('error', (e) => this.log.warn({ err: errText(e) }, 'password process error'));
-    child.on('exit', (code, signal) => {
-      if (this.child === child) this.child = null;
-      if (this.pending.size === 0) return;
-      // Died with work in hand (killed, out of memory): that work fails; the next starts a new process.
-      this.log.warn({ code, signal, lost: this.pending.size }, 'password process exited with work in hand');
-      for (const p of this.pending.values()) p.reject(new Error('password process exited'));
-      this.pending.clear();
+    // A failed fork (EMFILE, EAGAIN) emits only 'error', never 'exit': handled as a lost child.
+    child.on('error', (e) => {
+      this.log.warn({ err: errText(e) }, 'password process error');
+      if (child.pid === undefined) this.lost(child, e);
     });
+    child.on('exit', (code, signal) => this.lost(child, new Error(`password process exited (${signal ?? code})`)));
     // An idle child (and its channel) does not keep the gateway alive.
     child.unref();
     channel(child)?.unref();
     return child;
   }
 
+  /** The child is gone (or never came): its work fails; the next hash starts a new process. */
+  private lost(child: ChildProcess, why: unknown): void {
+    if (this.child === child) this.child = null;
+    let n = 0;
+    for (const [id, p] of this.pending)
+      if (p.child === child) {
+        this.pending.delete(id);
+        p.reject(new Error('password process exited'));
+        n++;
+      }
+    // Killed, out of memory, or a failed fork, with work in hand.
+    if (n > 0) this.log.warn({ err: errText(why), lost: n }, 'password process exited with work in hand');
+  }
+
   private reply(m: Reply): void {
     const p = this.pending.get(m.id);
-    if (!p) return;
-    this.pending.delete(m.id);
-    if ('key' in m) p.resolve(Buffer.from(m.key, 'base64'));
-    else p.reject(new Error(m.error));
+    if (p) {
+      this.pending.delete(m.id);
+      if ('key' in m) p.resolve(Buffer.from(m.key, 'base64'));
+      else p.reject(new Error(m.error));
+    }
     if (this.pending.size === 0) {
       if (this.child) {
         this.child.unref();

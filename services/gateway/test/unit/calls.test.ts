@@ -154,6 +154,17 @@ describe('calls: join', () => {
     assert.equal(code(other), 'ok');
   });
 
+  test('sharing another address\'s check of the same password does not skip this address\'s own lockout', async () => {
+    const { calls, store } = setup({ AUTH_MAX_FAILURES: '2', AUTH_BACKOFF_AFTER: '0', AUTH_BUDGET: '0' });
+    const g = await groupWith(store, 'right');
+    const join = (ip: string, password: string): Promise<CallResult> =>
+      calls.perform(from(ip), { call: 'join', name: 'M', groupId: g.id, password, history: 'recent' });
+    for (const p of ['a', 'b']) assert.equal(code(await join('203.0.113.81', p)), 'wrong_password');
+    const [member, lockedOut] = await Promise.all([join('203.0.113.80', 'right'), join('203.0.113.81', 'right')]);
+    assert.equal(code(member), 'ok');
+    assert.equal(code(lockedOut), 'rate_limited', 'the locked-out address stays out while sharing the check');
+  });
+
   test('busy is not a wrong password: the counted attempt is taken back', async () => {
     // No queue room at all for anyone but exempt addresses: every check is busy.
     const { calls, store, metrics } = setup({ AUTH_BACKOFF_AFTER: '1', AUTH_BUDGET: '0', PASSWORD_QUEUE_MAX: '1', SCRYPT_CONCURRENCY: '1' });

@@ -69,3 +69,22 @@ test('compactHeap: a heap grown by garbage is collected back', () => {
   const { before, after } = compactHeap();
   assert.ok(after < before - 16 * 2 ** 20, `heap total ${before} → ${after}`);
 });
+
+test('a hash sent while the idle process is still exiting is served by the new one', async () => {
+  const p = pool(50);
+  for (let round = 0; round < 5; round++) {
+    await hashPassword('x', 1024, p.run);
+    await until(() => p.pid() === null, 5000, 'the idle process to be let go');
+    // The old child may not have exited yet: its exit must not fail this hash.
+    assert.equal(await verifyPassword('x', await hashPassword('x', 1024, p.run), p.run), true);
+  }
+});
+
+test('bad scrypt parameters fail that request only; the process and its other work carry on', async () => {
+  const p = pool(60_000);
+  await hashPassword('warm', 1024, p.run);
+  const pid = p.pid();
+  await assert.rejects(p.run('x', Buffer.from('salt'), 32, { N: 3, r: 8, p: 1 }), /N|power|parameter/i);
+  assert.equal(await verifyPassword('y', await hashPassword('y', 1024, p.run), p.run), true);
+  assert.equal(p.pid(), pid, 'the same process');
+});
