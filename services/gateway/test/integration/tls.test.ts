@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
 import { WsClient } from '../helpers/clients.js';
 import { startGateway, type Gateway } from '../helpers/gateway.js';
+import { MENU, seedTranscript } from '../helpers/transcript.js';
 import { makeCerts, startTlsBalancer, TlsLineClient, type Certs, type TlsBalancer } from '../helpers/tls.js';
 import { Inbox, until, within } from '../helpers/wait.js';
 
@@ -19,7 +20,6 @@ const missing = ['haproxy', 'openssl'].filter((t) => !have(t));
 if (missing.length > 0 && process.env['CI']) throw new Error(`${missing.join(', ')} required in CI (make test installs them)`);
 const skip = missing.length > 0 && `${missing.join(', ')} not installed`;
 
-const MENU = 'Hello client, please choose an option:\n1. Connect to a group chat\n2. Create a group chat.\n3. Exit the server.';
 // dist/services/gateway/test/integration → dist/services/client/src/main.js
 const CLIENT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../client/src/main.js');
 
@@ -81,48 +81,17 @@ async function wssPeer(localAddress?: string): Promise<Peer> {
   };
 }
 
-/** PROTOCOL.md §1, byte for byte: create, wrong ID, wrong password, join, chat both ways, bad option, exit. */
-async function seedTranscript(open: (localAddress?: string) => Promise<Peer>, addrs: [string, string]): Promise<void> {
-  const a = await open(addrs[0]);
-  await a.expect(MENU);
-  a.send('2');
-  await a.expect('Enter your name: ');
-  a.send('Adina');
-  await a.expect('Enter a new password for your group:');
-  a.send('1234');
-  const id = /^Chat (\d+) has been created\.$/.exec(await a.next())?.[1];
-  assert.ok(id !== undefined, 'Chat {id} has been created.');
-
-  const b = await open(addrs[1]);
-  await b.expect(MENU);
-  b.send('1');
-  await b.expect('Enter your name: ');
-  b.send('Maya');
-  await b.expect('Enter group ID: ');
-  b.send('99');
-  await b.expect('Wrong ID, try again! ');
-  b.send(id);
-  await b.expect('Enter password: ');
-  b.send('4321');
-  await b.expect('Wrong password. Please try again! ');
-  b.send('1234');
-  await b.expect(`Hi Maya! welcome to group ${id}!`);
-  await a.expect('Maya has joined the chat!');
-  b.send('hello Adina');
-  await a.expect('Maya: hello Adina');
-  a.send('hi Maya');
-  await b.expect('Adina: hi Maya');
-
-  const c = await open();
-  await c.expect(MENU);
-  c.send('5');
-  await c.expect('please try again!');
-  c.send('3');
-  await c.expect('You have disconnected from the server.');
-  await within(c.closed, 5000, 'server to close after option 3');
-  b.close();
-  await a.expect('Maya has left the chat.');
-  a.close();
+/** PROTOCOL.md §1, byte for byte (helpers/transcript.ts), `a` and `b` from their own loopback addresses. */
+async function seedTranscriptFrom(open: (localAddress?: string) => Promise<Peer>, addrs: [string, string]): Promise<void> {
+  await seedTranscript({
+    open: (who) => open(who === 'a' ? addrs[0] : who === 'b' ? addrs[1] : undefined),
+    created: async (a) => {
+      const id = /^Chat (\d+) has been created\.$/.exec(await (a as Peer).next())?.[1];
+      assert.ok(id !== undefined, 'Chat {id} has been created.');
+      return id;
+    },
+    wrongId: '99',
+  });
 
   // The gateway saw the clients' own addresses through TLS termination, not HAProxy's.
   const seen = (remote: string): boolean => gw.output.some((l) => l.includes('[CLIENT CONNECTED]') && l.includes(`"remote":"${remote}"`));
@@ -130,11 +99,11 @@ async function seedTranscript(open: (localAddress?: string) => Promise<Peer>, ad
 }
 
 test('seed transcript over wss:// through HAProxy, chain verified against the local CA', { skip }, async () => {
-  await seedTranscript(wssPeer, ['127.0.0.2', '127.0.0.3']);
+  await seedTranscriptFrom(wssPeer, ['127.0.0.2', '127.0.0.3']);
 });
 
 test('seed transcript over TLS TCP through HAProxy, chain and name verified', { skip }, async () => {
-  await seedTranscript(tlsPeer, ['127.0.0.4', '127.0.0.5']);
+  await seedTranscriptFrom(tlsPeer, ['127.0.0.4', '127.0.0.5']);
 });
 
 test('a client that does not trust the CA, or asks for another name, is refused by its own verification', { skip }, async () => {

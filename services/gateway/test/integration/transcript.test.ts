@@ -1,12 +1,13 @@
 // The seed's transcript, byte-exact, on every text transport (PROTOCOL.md §1–2).
-// Strings are spelled out here on purpose: the test must catch a typo in the code's copy.
+// Strings are spelled out here and in helpers/transcript.ts on purpose: the test must catch a
+// typo in the code's copy.
 import { after, before, describe, test } from 'node:test';
 import { ENGINES, gatewayOn } from '../helpers/engines.js';
 import type { Gateway } from '../helpers/gateway.js';
 import { textPeer, type TextTransport } from '../helpers/peers.js';
+import { MENU, seedTranscript } from '../helpers/transcript.js';
 import { within } from '../helpers/wait.js';
 
-const MENU = 'Hello client, please choose an option:\n1. Connect to a group chat\n2. Create a group chat.\n3. Exit the server.';
 const NO_CHATS =
   'You have chosen to connect to a chat, but there are no chats available to connect to. You are disconnected from the server, you can try to connect again later, bye!';
 
@@ -30,47 +31,14 @@ for (const engine of ENGINES) {
       });
 
       test('create, wrong ID, wrong password, join, chat both ways, bad option, exit', async () => {
-        const a = await textPeer(gw, kind);
-        await a.expect(MENU);
-        a.send('2');
-        await a.expect('Enter your name: ');
-        a.send('Adina');
-        await a.expect('Enter a new password for your group:');
-        a.send('1234');
-        await a.expect('Chat 0 has been created.');
-
-        const b = await textPeer(gw, kind);
-        await b.expect(MENU);
-        b.send('1');
-        await b.expect('Enter your name: ');
-        b.send('Maya');
-        await b.expect('Enter group ID: ');
-        b.send('9');
-        await b.expect('Wrong ID, try again! ');
-        b.send('0');
-        await b.expect('Enter password: ');
-        b.send('4321');
-        await b.expect('Wrong password. Please try again! ');
-        b.send('1234');
-        await b.expect('Hi Maya! welcome to group 0!');
-        await a.expect('Maya has joined the chat!');
-
-        b.send('hello Adina');
-        await a.expect('Maya: hello Adina');
-        a.send('hi Maya');
-        await b.expect('Adina: hi Maya');
-
-        const c = await textPeer(gw, kind);
-        await c.expect(MENU);
-        c.send('5');
-        await c.expect('please try again!');
-        c.send('3');
-        await c.expect('You have disconnected from the server.');
-        await within(c.closed, 5000, 'server to close after option 3');
-
-        b.close();
-        await a.expect('Maya has left the chat.');
-        a.close();
+        await seedTranscript({
+          open: () => textPeer(gw, kind),
+          created: async (a) => {
+            await a.expect('Chat 0 has been created.');
+            return '0';
+          },
+          wrongId: '9',
+        });
       });
     });
   }
