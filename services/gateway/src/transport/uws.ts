@@ -13,6 +13,7 @@ import type { Conn, Fanout, Gate, Inbound, TransportLabel } from '../ports.js';
 import type { Codec, Encoded } from '../protocol/codecs.js';
 import * as T from '../protocol/text.js';
 import { listenError } from '../startup.js';
+import { CACHE_CONTROL, loadWebFiles, notModified, SECURITY_HEADERS, WEB_DIR, type WebFile } from '../web.js';
 import { GroupMembers, receive, SlowConsumers } from './core.js';
 
 /**
@@ -164,6 +165,12 @@ export class UwsTransport {
       slow: new SlowConsumers(config.maxBackpressureBytes, metrics, log),
     };
     this.fanout = new UwsFanout(this.app, this.shared, metrics);
+    // The web client (web.ts): a few fixed routes, in memory. Registered before the WebSocket route:
+    // a GET with an Upgrade header is passed on to it (setYield), so ws://host/ still upgrades.
+    for (const f of this.webFiles()) {
+      const serve = (res: uWS.HttpResponse, req: uWS.HttpRequest): void => this.guard('static', () => this.serveStatic(res, req, f));
+      this.app.get(f.route, serve);
+    }
     this.app
       .get('/healthz', (res) => {
         const r = healthz();
@@ -190,6 +197,31 @@ export class UwsTransport {
       .any('/*', (res) => {
         res.writeStatus('404 Not Found').end(`${T.HTTP_NOT_FOUND}\n`);
       });
+  }
+
+  /** The web client's files; without them (a broken install) the gateway still serves chat, and `/` is 404. */
+  private webFiles(): WebFile[] {
+    try {
+      return loadWebFiles();
+    } catch (e) {
+      this.log.warn({ dir: WEB_DIR, err: e }, 'web client files missing: / answers 404');
+      return [];
+    }
+  }
+
+  private serveStatic(res: uWS.HttpResponse, req: uWS.HttpRequest, f: WebFile): void {
+    if (req.getHeader('upgrade') !== '') {
+      req.setYield(true); // a WebSocket upgrade: the .ws route takes it
+      return;
+    }
+    const fresh = notModified(req.getHeader('if-none-match'), f.etag);
+    res.cork(() => {
+      res.writeStatus(fresh ? '304 Not Modified' : '200 OK');
+      for (const [k, v] of SECURITY_HEADERS) res.writeHeader(k, v);
+      res.writeHeader('Cache-Control', CACHE_CONTROL).writeHeader('ETag', f.etag);
+      if (fresh) return void res.endWithoutBody(); // (with a length argument this uWS build never responds)
+      res.writeHeader('Content-Type', f.contentType).end(f.body);
+    });
   }
 
   private guard(where: string, f: () => void): void {
