@@ -84,6 +84,8 @@ const ui = {
 /** @type {WebSocket | null} */
 let ws = null;
 let attempt = 0;
+/** Reconnects scheduled since the page loaded (body[data-reconnects], for people and tests). */
+let reconnects = 0;
 /** @type {ReturnType<typeof setTimeout> | null} */
 let retryTimer = null;
 /** The user left on purpose: the next connection starts at the menu, at once. */
@@ -101,6 +103,8 @@ let watermark = 0;
 let replaying = false;
 /** The group's latest seq when the resume was answered. */
 let resumedAt = 0;
+/** The group's latest seq when this page joined: 0 for a new group, which has nothing older. */
+let joinedAt = 0;
 /** @type {'join' | 'create' | null} a menu request in flight */
 let menuRequest = null;
 /** @type {'idle' | 'loading' | 'none' | 'unsupported'} */
@@ -186,6 +190,8 @@ function scheduleReconnect() {
   const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
   const wait = Math.round(cap / 2 + Math.random() * (cap / 2));
   attempt++;
+  reconnects++;
+  document.body.dataset['reconnects'] = String(reconnects);
   setStatus('reconnecting', session ? 'Connection lost. Reconnecting…' : 'Reconnecting…');
   retryTimer = setTimeout(connect, wait);
 }
@@ -250,6 +256,8 @@ function handle(ev) {
         watermark = Math.max(watermark, resumedAt);
         advance();
         flushPending();
+      } else if (olderState === 'idle' && ui.log.scrollHeight <= ui.log.clientHeight) {
+        loadOlder(); // the log does not fill the screen, so it cannot be scrolled: fetch the page above now
       }
       break;
     case 'group_closed':
@@ -288,6 +296,7 @@ function onJoined(ev) {
   for (const p of pending.values()) p.li.remove();
   pending.clear();
   watermark = Number(ev['seq']) || 0;
+  joinedAt = watermark;
   olderState = 'idle';
   renderOlder();
   setMembers([]);
@@ -340,6 +349,7 @@ function onHistory(ev) {
   ui.log.scrollTop += ui.log.scrollHeight - before; // keep what the reader was looking at in place
   olderState = ev['more'] === true ? 'idle' : 'none';
   renderOlder();
+  if (olderState === 'idle' && ui.log.scrollHeight <= ui.log.clientHeight) loadOlder(); // still no scrollbar
 }
 
 /** @param {string} id @param {number} seq */
@@ -489,7 +499,7 @@ function addNotice(text, kind) {
 function renderOlder() {
   const oldest = oldestSeq();
   let state = olderState;
-  if (state === 'idle' && oldest !== null && oldest <= 1) state = 'none';
+  if (state === 'idle' && (oldest === null ? joinedAt === 0 : oldest <= 1)) state = 'none';
   ui.older.dataset['state'] = state;
   ui.older.disabled = state !== 'idle';
   ui.older.textContent =
@@ -505,7 +515,7 @@ function oldestSeq() {
 function loadOlder() {
   if (!session || olderState !== 'idle') return;
   const oldest = oldestSeq();
-  if (oldest !== null && oldest <= 1) return renderOlder();
+  if (oldest === null ? joinedAt === 0 : oldest <= 1) return renderOlder();
   /** @type {Record<string, unknown>} */
   const op = { op: 'history', limit: PAGE_SIZE };
   if (oldest !== null) op['before'] = oldest;
