@@ -220,7 +220,8 @@ export class UwsTransport {
       for (const [k, v] of SECURITY_HEADERS) res.writeHeader(k, v);
       res.writeHeader('Cache-Control', CACHE_CONTROL).writeHeader('ETag', f.etag);
       if (fresh) return void res.endWithoutBody(); // (with a length argument this uWS build never responds)
-      res.writeHeader('Content-Type', f.contentType).end(f.body);
+      res.writeHeader('Content-Type', f.contentType);
+      sendBody(res, f.body);
     });
   }
 
@@ -324,6 +325,19 @@ export class UwsTransport {
     this.log.debug({ conn: data.inbound?.id, code, reason: Buffer.from(msg).toString() }, 'ws closed');
     data.inbound?.closed();
   }
+}
+
+/**
+ * A body written as the socket takes it, never buffered whole: `end()` would queue what the socket
+ * does not take at once, and a client that pipelines requests without reading would make the node
+ * hold a copy per request. While a response is unfinished uWS reads no further request from that
+ * connection, so each one holds at most the rest of one file (the body itself is shared).
+ */
+function sendBody(res: uWS.HttpResponse, body: Buffer): void {
+  const [, done] = res.tryEnd(body, body.length);
+  if (done) return;
+  res.onAborted(() => {}); // the client went: nothing to release
+  res.onWritable((offset) => res.tryEnd(body.subarray(offset), body.length)[0]);
 }
 
 const checkBackpressure = (c: WsConn): void => c.checkBackpressure();
