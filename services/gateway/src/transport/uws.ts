@@ -168,8 +168,9 @@ export class UwsTransport {
     // The web client (web.ts): a few fixed routes, in memory. Registered before the WebSocket route:
     // a GET with an Upgrade header is passed on to it (setYield), so ws://host/ still upgrades.
     for (const f of this.webFiles()) {
-      const serve = (res: uWS.HttpResponse, req: uWS.HttpRequest): void => this.guard('static', () => this.serveStatic(res, req, f));
-      this.app.get(f.route, serve);
+      this.app
+        .get(f.route, (res, req) => this.guard('static', () => this.serveStatic(res, req, f, false)))
+        .head(f.route, (res, req) => this.guard('static', () => this.serveStatic(res, req, f, true)));
     }
     this.app
       .get('/healthz', (res) => {
@@ -209,7 +210,7 @@ export class UwsTransport {
     }
   }
 
-  private serveStatic(res: uWS.HttpResponse, req: uWS.HttpRequest, f: WebFile): void {
+  private serveStatic(res: uWS.HttpResponse, req: uWS.HttpRequest, f: WebFile, head: boolean): void {
     if (req.getHeader('upgrade') !== '') {
       req.setYield(true); // a WebSocket upgrade: the .ws route takes it
       return;
@@ -219,9 +220,11 @@ export class UwsTransport {
       res.writeStatus(fresh ? '304 Not Modified' : '200 OK');
       for (const [k, v] of SECURITY_HEADERS) res.writeHeader(k, v);
       res.writeHeader('Cache-Control', CACHE_CONTROL).writeHeader('ETag', f.etag);
-      if (fresh) return void res.endWithoutBody(); // (with a length argument this uWS build never responds)
+      // (endWithoutBody with a length argument never responds in this uWS build: HEAD goes without Content-Length.)
+      if (fresh) return void res.endWithoutBody();
       res.writeHeader('Content-Type', f.contentType);
-      sendBody(res, f.body);
+      if (head) res.endWithoutBody();
+      else sendBody(res, f.body);
     });
   }
 

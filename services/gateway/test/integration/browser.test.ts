@@ -15,8 +15,9 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { WsClient } from '../helpers/clients.js';
 import { gatewayOn } from '../helpers/engines.js';
-import type { Gateway } from '../helpers/gateway.js';
+import { startGateway, type Gateway } from '../helpers/gateway.js';
 import { HaProxy, REPO } from '../helpers/haproxy.js';
 import { parseMetrics } from '../helpers/proc.js';
 import { RedisServer } from '../helpers/redis.js';
@@ -237,5 +238,44 @@ test('web client: two browsers on two gateways behind HAProxy chat, one survives
   for (const w of [a, b, c]) {
     assert.deepEqual(w.problems, []);
     await w.context.close();
+  }
+});
+
+test('older history: a gateway that keeps only the newest messages; the page pages back, or says it cannot', { skip, timeout: 60_000 }, async () => {
+  // HISTORY_LIMIT=2: the join replays (and the gateway keeps) the last two of three messages. A gateway
+  // with the history op answers the page's request with what it has (nothing older): "beginning";
+  // one without it answers invalid_input: "not available". Either way the page stays usable.
+  const gw = await startGateway({ noTcp: true, env: { HISTORY_LIMIT: '2' } });
+  try {
+    const ws = await WsClient.connect(gw.wsUrl, 'chat.json');
+    ws.sendJson({ op: 'create', name: 'Dee', password: 'pw' });
+    const { groupId } = await ws.nextOfType<{ groupId: string }>('joined');
+    for (const [i, text] of ['one', 'two', 'three'].entries()) {
+      ws.sendJson({ op: 'send', text, id: i });
+      await ws.nextOfType('ack');
+    }
+    const context = await browser.newContext({ viewport: { width: 800, height: 900 } });
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on('dialog', (d) => problems.push(`dialog: ${d.message()}`));
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    await page.goto(`http://127.0.0.1:${gw.port}/`);
+    await page.waitForSelector('#status[data-state="online"]', { timeout: WAIT });
+    await page.fill('#name', 'Eve');
+    await page.fill('#join-id', groupId);
+    await page.fill('#join-password', 'pw');
+    await page.click('#join-btn');
+    await page.waitForSelector('#older[data-state="none"], #older[data-state="unsupported"]', { timeout: WAIT });
+    assert.deepEqual(await seqs(page), [2, 3]);
+    const state = await page.getAttribute('#older', 'data-state');
+    assert.equal(await page.textContent('#older'), state === 'none' ? 'This is the beginning of the chat' : 'Older messages are not available on this server');
+    assert.equal(await page.isHidden('#chat-error'), true, 'no error shown for it');
+    await say(page, 'still here');
+    assert.equal(JSON.parse(await ws.frames.next(WAIT, 'still here', (f) => f.includes('still here'))).seq, 4);
+    assert.deepEqual(problems, []);
+    ws.close();
+    await context.close();
+  } finally {
+    await gw.stop();
   }
 });

@@ -52,6 +52,11 @@ test('each file: its bytes, its type, the CSP and the other headers; 304 on its 
     assert.equal(again.status, 304, path);
     assert.equal((await again.arrayBuffer()).byteLength, 0, path);
     assert.equal((await fetch(url(path), { headers: { 'If-None-Match': '"other"' } })).status, 200, path);
+    const head = await fetch(url(path), { method: 'HEAD' });
+    assert.equal(head.status, 200, path);
+    assert.equal(head.headers.get('content-type'), type, path);
+    assert.equal(head.headers.get('content-security-policy'), CSP, path);
+    assert.equal(head.headers.get('etag'), etag, path);
   }
   // Only those: nothing else under the page, and no path reaches the file system.
   for (const path of ['/web/app.js', '/services/web/index.html', '/%2e%2e/package.json', '/app.js/', '/APP.JS', '/index.htm'])
@@ -71,6 +76,17 @@ test('the other routes: /healthz, /readyz, 404, and WebSocket upgrades at / with
   assert.match(await text.next(), /^Hello client, please choose an option:/);
   text.close();
   await assert.rejects(WsClient.connect(`ws://127.0.0.1:${gw.port}/`, 'chat.json', { Origin: 'http://evil.example' }), /HTTP 403/);
+});
+
+test('the page has a message for every error code of the protocol', () => {
+  const frames = readFileSync(resolve(REPO, 'services/gateway/src/protocol/frames.ts'), 'utf8');
+  const union = /export type ErrorCode =([^;]+);/.exec(frames)?.[1] ?? '';
+  const codes = [...union.matchAll(/'([a-z_]+)'/g)].map((m) => m[1] as string);
+  assert.ok(codes.length >= 12, `codes in frames.ts: ${codes.join(', ')}`);
+  const app = readFileSync(resolve(REPO, 'services/web/app.js'), 'utf8');
+  const table = /const ERROR_TEXT = \{([^}]+)\}/.exec(app)?.[1] ?? '';
+  const known = [...table.matchAll(/^\s*([a-z_]+): '[^']+',$/gm)].map((m) => m[1]);
+  assert.deepEqual(codes.filter((c) => !known.includes(c)), [], 'codes without a message in services/web/app.js');
 });
 
 /** Raw HTTP/1.1 on one socket. */
