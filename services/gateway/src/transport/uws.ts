@@ -211,7 +211,7 @@ export class UwsTransport {
   }
 
   private serveStatic(res: uWS.HttpResponse, req: uWS.HttpRequest, f: WebFile, head: boolean): void {
-    if (req.getHeader('upgrade') !== '') {
+    if (req.getHeader('upgrade').toLowerCase() === 'websocket') {
       req.setYield(true); // a WebSocket upgrade: the .ws route takes it
       return;
     }
