@@ -90,6 +90,7 @@ fi
 
 cat <<MSG
 cluster: up (logs in $run)
+  Web client http://127.0.0.1:$LB_WS_PORT/   (https://localhost:$LB_WSS_PORT/ over TLS)
   WebSocket  ws://127.0.0.1:$LB_WS_PORT/   (subprotocol chat.json for JSON)
   TCP        127.0.0.1:$LB_TCP_PORT
   wss        wss://localhost:$LB_WSS_PORT/   (trust $run/tls/ca.pem)
