@@ -7,7 +7,7 @@
 set -uo pipefail
 
 # program → Debian package that ships it
-progs=(redis-server redis-cli haproxy promtool prometheus openssl)
+progs=(redis-server redis-cli haproxy promtool prometheus openssl ip)
 declare -A pkg_of=(
   [redis-server]=redis-server
   [redis-cli]=redis-tools
@@ -15,6 +15,7 @@ declare -A pkg_of=(
   [promtool]=prometheus
   [prometheus]=prometheus
   [openssl]=openssl
+  [ip]=iproute2
 )
 
 missing_programs() {

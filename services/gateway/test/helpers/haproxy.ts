@@ -41,10 +41,13 @@ export class HaProxy {
     proc.stderr?.on('data', (d: Buffer) => this.output.push(d.toString()));
   }
 
-  static async start(gws: Gateway[]): Promise<HaProxy> {
+  /** `host`: where HAProxy listens (default 127.0.0.1; e.g. 0.0.0.0 for clients in a namespace); `env`: more of the file's settings. */
+  static async start(gws: Gateway[], opts: { host?: string; env?: Record<string, string> } = {}): Promise<HaProxy> {
     const lb = { ws: await freePort(), tcp: await freePort(), stats: await freePort() };
+    const env: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...haproxyEnv(gws, lb), ...opts.env };
+    if (opts.host) env['LB_HOST'] = opts.host;
     const proc = spawn('haproxy', ['-db', '-f', HAPROXY_CFG], {
-      env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...haproxyEnv(gws, lb) },
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const h = new HaProxy(proc, lb.ws, lb.tcp, lb.stats);
