@@ -33,6 +33,8 @@ export interface Config {
   idleTimeoutSeconds: number;
   /** TCP: keep-alive probes start after this idle time (then 10 probes 1 s apart, libuv's): a silent peer is reaped after about this + 10 s. */
   tcpKeepAliveSeconds: number;
+  /** After the engine has been unreachable this long, this node's clients are closed (1012) to go to a ready node; 0 = never. */
+  engineLossShedSeconds: number;
   /** Sessions that have not reached a group by then are closed. */
   menuTimeoutSeconds: number;
   tokenTtlSeconds: number;
@@ -154,6 +156,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxTextLength: int(env, 'MAX_TEXT_LENGTH', 2000, 1, 1_000_000),
     idleTimeoutSeconds: int(env, 'IDLE_TIMEOUT_SECONDS', 120, 8, 3600),
     tcpKeepAliveSeconds: int(env, 'TCP_KEEPALIVE_SECONDS', 30, 1, 7200),
+    engineLossShedSeconds: int(env, 'ENGINE_LOSS_SHED_SECONDS', 15, 0, 86_400),
     menuTimeoutSeconds: int(env, 'MENU_TIMEOUT_SECONDS', 300, 1, 86_400),
     tokenTtlSeconds: int(env, 'TOKEN_TTL_SECONDS', 86_400, 60, 30 * 86_400),
     tokenMaxAgeSeconds: int(env, 'TOKEN_MAX_AGE_SECONDS', 7 * 86_400, 1, 365 * 86_400),

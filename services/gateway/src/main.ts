@@ -70,6 +70,7 @@ async function start(config: Config, log: Logger, metrics: Metrics): Promise<voi
   const passwords =
     config.scryptIdleSeconds > 0 ? new ScryptProcess(config.scryptConcurrency, config.scryptIdleSeconds * 1000, log, afterStorm) : null;
   const node = new ChatNode(engine, config, log, metrics, passwords?.run);
+  node.watchEngine();
   metrics.probeEngine(() => engine.isUp());
   metrics.probeReady(() => node.isReady());
 

@@ -395,8 +395,52 @@ export class ChatNode implements Gate {
   /** SIGTERM: refuse new clients (transports check isDraining), close existing ones with 1012 spread over the window. */
   async drain(seconds: number): Promise<void> {
     this.draining = true;
+    if (this.engineWatch) clearInterval(this.engineWatch);
     const clients = [...this.clients.values()].filter((c) => !c.gone);
     this.log.info({ clients: clients.length, seconds }, '[DRAINING]');
+    await this.closeSpread(clients, seconds);
+  }
+
+  // ---- engine loss ----
+
+  private engineWatch: NodeJS.Timeout | null = null;
+  private engineDownSince = 0;
+  private shedThisOutage = false;
+
+  /**
+   * A node cut off from its engine (a partition between it and Redis) can neither store nor
+   * deliver, while its peers may still do both. Once the engine has been unreachable for
+   * ENGINE_LOSS_SHED_SECONDS (checked every `intervalMs`), every client here is closed with 1012,
+   * as in a drain and spread over DRAIN_SECONDS, so that it reconnects through the balancer (which
+   * stopped sending new clients here when /readyz turned 503) to a node that can serve it, and
+   * resumes there. Once per outage: clients that come straight here meanwhile are left alone. When
+   * every node has lost Redis the clients find no ready node and retry with their backoff until
+   * one is back; an outage shorter than the setting closes nobody. 0 = never.
+   */
+  watchEngine(intervalMs = 1000): void {
+    const after = this.config.engineLossShedSeconds * 1000;
+    if (after <= 0 || this.engineWatch) return;
+    this.engineWatch = setInterval(() => {
+      if (this.draining) return;
+      if (this.engine.isUp()) {
+        this.engineDownSince = 0;
+        this.shedThisOutage = false;
+        return;
+      }
+      const now = Date.now();
+      if (this.engineDownSince === 0) this.engineDownSince = now;
+      if (this.shedThisOutage || now - this.engineDownSince < after) return;
+      this.shedThisOutage = true;
+      const clients = [...this.clients.values()].filter((c) => !c.gone);
+      this.metrics.engineLossCloses.inc(clients.length);
+      this.log.warn({ clients: clients.length, downSeconds: Math.round((now - this.engineDownSince) / 1000), seconds: this.config.drainSeconds }, '[SHEDDING] engine unreachable: clients sent elsewhere');
+      void this.closeSpread(clients, this.config.drainSeconds);
+    }, intervalMs);
+    this.engineWatch.unref();
+  }
+
+  /** Close each client with 1012 (the text line first), spread evenly over `seconds`. */
+  private async closeSpread(clients: Client[], seconds: number): Promise<void> {
     if (clients.length === 0) return;
     const gap = (seconds * 1000) / clients.length;
     await new Promise<void>((resolve) => {
