@@ -347,6 +347,23 @@ export class ResumingClient extends EventEmitter<ResumingClientEvents> {
     });
   }
 
+  /**
+   * Leave politely: `exit` (the server answers `bye` and closes), then closed for good. Falls back to
+   * close() when not connected or when no `bye` comes within callTimeoutMs.
+   */
+  exit(): Promise<void> {
+    if (this.state === 'closed') return this.closedPromise ?? Promise.resolve();
+    if (this.state !== 'open' || !this.ws) return this.close();
+    this.ws.send(JSON.stringify({ op: 'exit' }));
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => void this.close().then(resolve), this.opts.callTimeoutMs);
+      this.once('closed', () => {
+        clearTimeout(t);
+        void (this.closedPromise ?? Promise.resolve()).then(resolve);
+      });
+    });
+  }
+
   /** Close for good: leaves the group, stops every timer, rejects what is unacked. */
   close(): Promise<void> {
     if (this.state === 'closed') return this.closedPromise ?? Promise.resolve();
