@@ -52,6 +52,10 @@ class Client implements Inbound {
   readonly bucket: TokenBucket;
   /** Creates, joins and resumes: a bucket of their own, so they never eat into chat messages. */
   readonly callBucket: TokenBucket;
+  /** History pages (HISTORY_RATE_PER_SEC, HISTORY_RATE_BURST): they read the engine. */
+  readonly historyBucket: TokenBucket;
+  /** The oldest seq this connection has been shown (replay, live, `/history` pages): where `/history` goes on from. */
+  oldestSeen: number | null = null;
   constructor(
     private readonly node: ChatNode,
     readonly conn: Conn,
@@ -61,6 +65,7 @@ class Client implements Inbound {
   ) {
     this.bucket = new TokenBucket(rate, burst);
     this.callBucket = new TokenBucket(rate, burst);
+    this.historyBucket = new TokenBucket(node.config.historyRatePerSec, node.config.historyRateBurst);
   }
 
   get id(): string {
@@ -85,6 +90,8 @@ export class ChatNode implements Gate {
   private readonly hubs: GroupHubs;
   private readonly calls: Calls;
   private nextConn = 0;
+  /** History reads in flight on this node (HISTORY_MAX_INFLIGHT). */
+  private historyReads = 0;
   private draining = false;
   private readonly limits: { maxNameLength: number; maxTextLength: number };
   private readonly perIp: ConnectionsPerIp;
@@ -99,7 +106,7 @@ export class ChatNode implements Gate {
     this.limits = { maxNameLength: config.maxNameLength, maxTextLength: config.maxTextLength };
     this.perIp = new ConnectionsPerIp(config.maxConnectionsPerIp);
     this.calls = new Calls(engine, config, log, metrics, scrypt);
-    this.hubs = new GroupHubs(engine, config, log, metrics);
+    this.hubs = new GroupHubs(engine, config, log, metrics, (groupId, memberIds) => this.groupClosed(groupId, memberIds));
   }
 
   /** Count a new connection against its client address; false = over MAX_CONNECTIONS_PER_IP. */
@@ -239,7 +246,7 @@ export class ChatNode implements Gate {
             await this.attach(c, e.groupId, e.name, e.history);
             break;
           case 'detach':
-            await this.detach(c);
+            await this.detach(c, e.closed === true);
             break;
           case 'call':
             next = { kind: 'result', result: this.overRate(c, e.call) ?? (await this.perform(c, e.call)) };
@@ -285,6 +292,7 @@ export class ChatNode implements Gate {
   // ---- calls ----
 
   private async perform(c: Client, call: Call): Promise<CallResult> {
+    if (call.call === 'history') return this.history(c, call);
     try {
       return await this.calls.perform({ memberId: c.memberId, address: c.conn.address, gone: () => c.gone }, call);
     } catch (e) {
@@ -292,6 +300,35 @@ export class ChatNode implements Gate {
       if (!(e instanceof EngineUnavailableError)) this.log.error({ conn: c.memberId, op: call.call, err: e }, 'engine call failed');
       else this.log.warn({ conn: c.memberId, op: call.call }, 'engine unavailable');
       return { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
+    }
+  }
+
+  /**
+   * A history page: within the connection's history bucket and the node's bound on reads in flight.
+   * `/history` (before: `seen`) pages back from the oldest message the connection was shown.
+   */
+  private async history(c: Client, call: Extract<Call, { call: 'history' }>): Promise<CallResult> {
+    const max = this.config.historyMaxInflight;
+    if (!c.historyBucket.take() || (max > 0 && this.historyReads >= max)) {
+      this.metrics.framesRejected.inc({ reason: 'rate_limited' });
+      return { ok: false, code: 'rate_limited', message: T.RATE_LIMITED };
+    }
+    const seen = call.before === 'seen';
+    this.historyReads++;
+    try {
+      const r = await this.calls.perform(
+        { memberId: c.memberId, address: c.conn.address, gone: () => c.gone },
+        seen ? { ...call, before: c.oldestSeen } : call,
+      );
+      const first = 'messages' in r ? r.messages[0] : undefined;
+      if (seen && first !== undefined) c.oldestSeen = first.seq;
+      return r;
+    } catch (e) {
+      this.metrics.engineErrors.inc({ op: 'history' });
+      if (!(e instanceof EngineUnavailableError)) this.log.error({ conn: c.memberId, op: 'history', err: e }, 'engine call failed');
+      return { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
+    } finally {
+      this.historyReads--;
     }
   }
 
@@ -360,8 +397,10 @@ export class ChatNode implements Gate {
   // ---- group membership and fan-out ----
 
   private async attach(c: Client, groupId: string, name: string, history: HistoryFrom): Promise<void> {
-    const joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs) => {
+    const joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs, upTo) => {
       for (const m of msgs) this.sendTo(c, { type: 'message', ...m });
+      // Live messages follow from upTo + 1: the oldest line shown is the first replayed one, or the next live one.
+      c.oldestSeen = msgs[0]?.seq ?? upTo + 1;
     });
     if (!joined) return;
     c.name = name;
@@ -371,14 +410,31 @@ export class ChatNode implements Gate {
     });
   }
 
-  private async detach(c: Client): Promise<void> {
+  /** `closed`: the group was removed, so its other members are not told (they are leaving too). */
+  private async detach(c: Client, closed = false): Promise<void> {
     const groupId = this.hubs.detach(c.memberId, !c.gone);
     if (groupId === null) return;
     const name = c.name;
+    c.oldestSeen = null;
     await this.bestEffort('presence', async () => {
       await this.engine.removeMember(groupId, c.memberId);
-      await this.engine.notify({ kind: 'left', groupId, name, origin: c.memberId });
+      if (!closed) await this.engine.notify({ kind: 'left', groupId, name, origin: c.memberId });
     });
+  }
+
+  /**
+   * A group was removed (the server API's DELETE, on any node): each of its members here gets
+   * `group_closed` and the menu, in turn with its other input (past the bound on queued input:
+   * this is not the client's doing).
+   */
+  private groupClosed(groupId: string, memberIds: string[]): void {
+    for (const id of memberIds) {
+      const c = this.clients.get(id);
+      if (!c || c.gone) continue;
+      c.queue.push({ kind: 'group_closed', groupId });
+      c.queueSizes.push(0);
+      this.pump(c);
+    }
   }
 
   private async bestEffort(op: string, f: () => Promise<void>): Promise<void> {

@@ -68,6 +68,8 @@ export interface NewMessage {
   text: string;
   ts: number;
   origin: string;
+  /** Published through the server HTTP API (PROTOCOL.md §3b), not by a member: stored and delivered with the message. */
+  api?: true;
 }
 
 /** What travels on a group's channel besides chat messages. Not stored, no seq. */
@@ -81,6 +83,8 @@ export interface Notice {
 export type ChannelEvent =
   | { kind: 'message'; message: StoredMessage }
   | { kind: 'notice'; notice: Notice }
+  /** The group was removed (GroupStore.removeGroup): every node closes its local members. */
+  | { kind: 'closed' }
   /** The engine may have missed events (e.g. reconnected): the handler should backfill. */
   | { kind: 'resync' };
 
@@ -105,7 +109,9 @@ export interface HistoryPage {
 export interface HistoryQuery {
   /** Only messages with seq > since, oldest first (up to `limit`). */
   since?: number;
-  /** Without `since`: the newest `limit` messages, oldest first. */
+  /** Without `since`: only messages with seq < before (paging back); the newest `limit` of them, oldest first. */
+  before?: number;
+  /** Without `since`: the newest `limit` messages (below `before`, if given), oldest first. */
   limit: number;
 }
 
@@ -141,6 +147,12 @@ export interface GroupStore {
    * remove one group twice.
    */
   sweepIdle(): Promise<string[]>;
+  /**
+   * Remove a group now, with its history, presence and owned keys (the server API's DELETE), and
+   * tell every node subscribed to it (a `closed` event on its channel). Its ID is never reused.
+   * False when there was no such group.
+   */
+  removeGroup(id: string): Promise<boolean>;
 }
 
 /** Messages: stored with a seq, kept as bounded history, delivered to every node subscribed to the group. */

@@ -32,7 +32,8 @@ import { MemoryThrottle } from './memory-throttle.js';
 type Rec =
   /** A group; `a` its last activity (ms), absent in journals from before retention. */
   | { t: 'g'; id: string; h: string; c: string; at: number; ep?: string; a?: number }
-  | { t: 'm'; g: string; s: number; f: string; x: string; ts: number }
+  /** A message; `api` set when it came through the server HTTP API. */
+  | { t: 'm'; g: string; s: number; f: string; x: string; ts: number; api?: 1 }
   /** A join or resume (activity), journalled at most once per ACTIVITY_GRAIN per group. */
   | { t: 'a'; g: string; at: number }
   /** A group removed (idle past retention). */
@@ -77,6 +78,9 @@ function parseRec(v: unknown): Rec | null {
   if (r['t'] === 'n' && isNum(r['n'])) return r as Rec;
   return null;
 }
+
+/** A message's journal record (`api` only when set, so older journals and plain messages look alike). */
+const messageRec = (m: StoredMessage): Rec => ({ t: 'm', g: m.groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts, ...(m.api ? { api: 1 as const } : {}) });
 
 export class MemoryEngine implements Engine {
   readonly kind = 'memory' as const;
@@ -153,7 +157,7 @@ export class MemoryEngine implements Engine {
         if (!g || r.s <= g.seq) return;
         g.seq = g.assigned = r.s;
         if (isNum(r.ts)) g.active = g.journalled = Math.max(g.active, r.ts);
-        this.push(g, { groupId: r.g, seq: r.s, from: r.f, text: r.x, ts: r.ts, origin: '' });
+        this.push(g, { groupId: r.g, seq: r.s, from: r.f, text: r.x, ts: r.ts, origin: '', ...(r.api === 1 ? { api: true as const } : {}) });
         return;
       }
       case 'a': {
@@ -195,7 +199,7 @@ export class MemoryEngine implements Engine {
     for (const g of this.groups.values()) {
       out.push({ t: 'g', id: g.rec.id, h: g.rec.passwordHash, c: g.rec.creator, at: g.rec.createdAt, ep: g.rec.epoch, a: g.active });
       g.journalled = g.active;
-      for (const m of g.history) out.push({ t: 'm', g: m.groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts });
+      for (const m of g.history) out.push(messageRec(m));
     }
     this.appendsSinceCompaction = 0;
     return out;
@@ -298,13 +302,29 @@ export class MemoryEngine implements Engine {
     return removed;
   }
 
+  async removeGroup(id: string): Promise<boolean> {
+    const g = this.groups.get(id);
+    if (!g) return false;
+    // Gone from every lookup at once (a join racing it finds no group), then made durable.
+    this.groups.delete(id);
+    try {
+      await this.write({ t: 'x', g: id });
+    } catch (e) {
+      if (!this.groups.has(id)) this.groups.set(id, g); // not durable: it would come back at the next start
+      throw e;
+    }
+    this.presence.delete(id);
+    this.emit(id, { kind: 'closed' });
+    return true;
+  }
+
   async publish(groupId: string, msg: NewMessage): Promise<StoredMessage> {
     const g = this.groups.get(groupId);
     if (!g) throw new Error(`no group ${groupId}`);
     g.active = Math.max(g.active, this.now());
     const m: StoredMessage = { groupId, seq: ++g.assigned, ...msg };
     // Journal writes complete in queue order, so deliveries below go out in seq order.
-    await this.write({ t: 'm', g: groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts });
+    await this.write(messageRec(m));
     g.journalled = Math.max(g.journalled, m.ts);
     g.seq = m.seq;
     this.push(g, m);
@@ -315,8 +335,11 @@ export class MemoryEngine implements Engine {
   async history(groupId: string, q: HistoryQuery): Promise<HistoryPage> {
     const g = this.groups.get(groupId);
     if (!g || q.limit <= 0) return { messages: [], top: g?.seq ?? 0 };
-    const since = q.since;
-    const messages = since === undefined ? g.history.slice(-q.limit) : g.history.filter((m) => m.seq > since).slice(0, q.limit);
+    const { since, before } = q;
+    let messages: StoredMessage[];
+    if (since !== undefined) messages = g.history.filter((m) => m.seq > since).slice(0, q.limit);
+    else if (before !== undefined) messages = g.history.filter((m) => m.seq < before).slice(-q.limit);
+    else messages = g.history.slice(-q.limit);
     return { messages, top: g.seq };
   }
 

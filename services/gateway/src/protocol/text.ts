@@ -34,6 +34,9 @@ export const chatLine = (name: string, text: string): string => `${name}: ${text
 // Extensions (not in the seed). Kept in the seed's tone and here, beside it.
 export const CMD_WHO = '/who';
 export const CMD_QUIT = '/quit';
+/** Prints the page of history before the oldest line this client has seen. */
+export const CMD_HISTORY = '/history';
+export const NO_OLDER_MESSAGES = 'No older messages.';
 export const membersOnline = (groupId: string, names: readonly string[]): string =>
   `Online in group ${groupId}: ${names.join(', ')}`;
 export const INVALID_NAME = 'Names may not be empty, try again! ';
@@ -67,7 +70,8 @@ export const JOIN_FIELDS = 'join needs "name", "groupId" and "password"';
 export const SINCE_FIELD = '"since" must be a non-negative integer';
 export const RESUME_FIELDS = 'resume needs "token" and a non-negative integer "since"';
 export const SEND_FIELDS = 'send needs a string "text"';
-export const UNKNOWN_OP = 'Unknown op: expected create, join, resume, send, who or exit';
+export const HISTORY_FIELDS = '"before" and "limit" must be positive integers';
+export const UNKNOWN_OP = 'Unknown op: expected create, join, resume, send, who, history or exit';
 
 // HTTP answers on PORT and METRICS_PORT (health, refused upgrades, unknown paths).
 export const HTTP_OK = 'ok';
