@@ -88,7 +88,8 @@ class Client implements Inbound {
 export class ChatNode implements Gate {
   private readonly clients = new Map<string, Client>();
   private readonly hubs: GroupHubs;
-  private readonly calls: Calls;
+  /** The engine work behind the session's calls; the server API (api.ts) creates groups and reads history through it too. */
+  readonly calls: Calls;
   private nextConn = 0;
   /** History reads in flight on this node (HISTORY_MAX_INFLIGHT). */
   private historyReads = 0;

@@ -73,6 +73,16 @@ export const SEND_FIELDS = 'send needs a string "text"';
 export const HISTORY_FIELDS = '"before" and "limit" must be positive integers';
 export const UNKNOWN_OP = 'Unknown op: expected create, join, resume, send, who, history or exit';
 
+// The server HTTP API (PROTOCOL.md §3b): the `message` of its `{"error", "message"}` answers.
+export const API_UNAUTHORIZED = 'Missing or wrong API key (Authorization: Bearer <key>)';
+export const API_NO_ROUTE = 'No such API route';
+export const API_NO_GROUP = 'No such group';
+export const API_BODY_JSON = 'The body must be a JSON object in UTF-8';
+export const API_TOO_LARGE = 'The body is too large';
+export const API_CREATE_FIELDS = 'Needs a non-empty string "password"';
+export const API_MESSAGE_FIELDS = 'Needs string "from" and "text"';
+export const API_BUSY = 'Too many API calls in progress, try again';
+
 // HTTP answers on PORT and METRICS_PORT (health, refused upgrades, unknown paths).
 export const HTTP_OK = 'ok';
 export const HTTP_READY = 'ready';

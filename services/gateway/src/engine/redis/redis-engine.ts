@@ -407,7 +407,6 @@ export class RedisEngine implements Engine {
     // The index lives in another slot on a cluster: a second call (a crash in between leaves an entry
     // without a group, which the next sweep drops).
     await this.call((r) => r.zrem(GROUP_INDEX, id));
-    if (removed === 1) this.log.info({ groupId: id }, '[CHAT REMOVED]');
     return removed === 1;
   }
 
