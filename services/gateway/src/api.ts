@@ -9,7 +9,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Calls } from './calls.js';
 import type { Config } from './config.js';
-import { EngineUnavailableError, type Broker, type GroupStore, type PresenceManager } from './engine/engine.js';
+import { EngineUnavailableError, isNoGroupError, type Broker, type GroupStore, type PresenceManager } from './engine/engine.js';
 import { isGroupId, type ChatMessage } from './engine/model.js';
 import { errText, type Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -203,7 +203,7 @@ export class Api implements ApiPort {
       seq = (await this.engine.publish(groupId, { from: from.name, text: text.text, ts: Date.now(), origin: `api/${this.config.nodeId}`, api: true })).seq;
     } catch (e) {
       // Removed between the lookup and the publish.
-      if (!(e instanceof EngineUnavailableError) && e instanceof Error && /^no group /.test(e.message)) return fail('not_found', T.API_NO_GROUP);
+      if (isNoGroupError(e)) return fail('not_found', T.API_NO_GROUP);
       throw e;
     }
     this.metrics.published.inc();

@@ -4,7 +4,7 @@
 import { Calls } from './calls.js';
 import { ConnectionsPerIp, type ClientAddress } from './clientip.js';
 import type { Config } from './config.js';
-import { EngineUnavailableError, type Engine } from './engine/engine.js';
+import { EngineUnavailableError, isNoGroupError, type Engine } from './engine/engine.js';
 import type { HistoryFrom } from './engine/model.js';
 import { GroupHubs } from './hubs.js';
 import { localScrypt } from './passwords.js';
@@ -375,9 +375,12 @@ export class ChatNode implements Gate {
         },
         (e: unknown) => {
           this.metrics.engineErrors.inc({ op: 'publish' });
+          this.sendTo(c, { type: 'error', code: 'unavailable', message: T.UNAVAILABLE, id: p.id });
+          // The group was removed and this member missed the notice (it joined as it went, or its
+          // node's subscription was down): it leaves now, like the others did.
+          if (isNoGroupError(e)) return this.groupClosed(p.groupId, [c.memberId]);
           if (e instanceof EngineUnavailableError) this.log.warn({ conn: c.memberId }, 'publish failed: engine unavailable');
           else this.log.error({ conn: c.memberId, err: e }, 'publish failed');
-          this.sendTo(c, { type: 'error', code: 'unavailable', message: T.UNAVAILABLE, id: p.id });
         },
       )
       .finally(() => {

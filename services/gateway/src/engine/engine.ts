@@ -98,6 +98,9 @@ export class EngineUnavailableError extends Error {
   }
 }
 
+/** Broker.publish to a group that does not exist (any more): both engines throw `Error('no group <id>')`. */
+export const isNoGroupError = (e: unknown): boolean => e instanceof Error && !(e instanceof EngineUnavailableError) && /^no group /.test(e.message);
+
 /** A page of history and the group's top position. */
 export interface HistoryPage {
   /** Oldest first. */

@@ -255,6 +255,19 @@ describe('server HTTP API: two nodes on one Redis', () => {
     tcp.close();
   });
 
+  test('a member that missed the close notice (its node was not listening) leaves at its next send', async () => {
+    const groupId = await create(a, 'pw-missed');
+    const js = await jsonJoin(b, 'Jo', groupId, 'pw-missed');
+    // The group goes behind the gateways' backs: no `closed` event on its channel.
+    await redis.admin.del(`chat:{g:${groupId}}`, `chat:{g:${groupId}}:history`);
+    js.c.sendJson({ op: 'send', text: 'hello?', id: 'h1' });
+    const e = await js.c.nextJson<Ev>();
+    assert.deepEqual([e.type, e['code'], e['id']], ['error', 'unavailable', 'h1'], 'the send is refused, not lost silently');
+    assert.deepEqual(await js.c.nextJson(), { type: 'group_closed', groupId });
+    assert.equal((await js.c.nextJson<Ev>()).type, 'menu');
+    js.c.close();
+  });
+
   test('401 without the right key; both keys of a rotation work; the keys never reach logs or metrics', async () => {
     const groupId = await create(a, 'pw-keys', KEY2);
     const path = `/api/v1/groups/${groupId}/members`;
