@@ -104,10 +104,7 @@ export class GroupHubs {
         this.release(groupId);
         return false;
       }
-      greet(
-        msgs.filter((m) => m.seq <= hub.seq).map(publicMessage),
-        hub.seq,
-      );
+      greet(msgs.filter((m) => m.seq <= hub.seq).map(publicMessage), hub.seq);
       this.members.set(memberId, { conn, groupId });
       conn.subscribe(groupId);
       return true;
