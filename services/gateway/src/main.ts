@@ -1,4 +1,5 @@
 // Wiring only: config → engine → node → transports → metrics, and shutdown.
+import { Api } from './api.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { lockDataDir } from './datalock.js';
 import type { Engine } from './engine/engine.js';
@@ -77,7 +78,9 @@ async function start(config: Config, log: Logger, metrics: Metrics): Promise<voi
   metrics.probeReady(() => node.isReady());
 
   const proxies = new TrustedProxies(config.trustedProxies);
-  const ws = new UwsTransport(node, proxies, config, metrics, log);
+  // The server HTTP API: its routes answer 404 while API_KEY is unset.
+  const api = new Api(engine, node.calls, config, log, metrics);
+  const ws = new UwsTransport(node, proxies, config, metrics, log, api);
   node.addFanout(ws.fanout);
   const port = await ws.listen();
   let tcp: TcpTransport | null = null;

@@ -30,6 +30,7 @@ export class Metrics {
   readonly passwordQueue: Gauge;
   readonly groupsRemoved: Counter;
   readonly engineLossCloses: Counter;
+  readonly apiRequests: Counter<'route' | 'status'>;
   private engineProbe: () => boolean = () => false;
   private readyProbe: () => boolean = () => false;
 
@@ -119,6 +120,12 @@ export class Metrics {
       registers,
     });
     this.groupsRemoved = new Counter({ name: 'chat_groups_removed_total', help: 'Groups removed by this node (idle past the retention period)', registers });
+    this.apiRequests = new Counter({
+      name: 'chat_api_requests_total',
+      help: 'Server HTTP API calls by route template and status',
+      labelNames: ['route', 'status'],
+      registers,
+    });
     // Every fixed label value starts at 0, so dashboards and rate() see a series before the first event.
     for (const r of ['ok', 'unknown_group', 'wrong_password', 'locked', 'no_groups'] as const) this.joins.inc({ result: r }, 0);
     for (const r of REJECT_REASONS) this.framesRejected.inc({ reason: r }, 0);
