@@ -13,6 +13,7 @@ import type { ApiPort, ApiResponse, Conn, Fanout, Gate, Inbound, TransportLabel 
 import type { Codec, Encoded } from '../protocol/codecs.js';
 import * as T from '../protocol/text.js';
 import { listenError } from '../startup.js';
+import { CACHE_CONTROL, loadWebFiles, notModified, SECURITY_HEADERS, WEB_DIR, type WebFile } from '../web.js';
 import { GroupMembers, receive, SlowConsumers } from './core.js';
 
 /**
@@ -167,6 +168,13 @@ export class UwsTransport {
       slow: new SlowConsumers(config.maxBackpressureBytes, metrics, log),
     };
     this.fanout = new UwsFanout(this.app, this.shared, metrics);
+    // The web client (web.ts): a few fixed routes, in memory. Registered before the WebSocket route:
+    // a GET with an Upgrade header is passed on to it (setYield), so ws://host/ still upgrades.
+    for (const f of this.webFiles()) {
+      this.app
+        .get(f.route, (res, req) => this.guard('static', () => this.serveStatic(res, req, f, false)))
+        .head(f.route, (res, req) => this.guard('static', () => this.serveStatic(res, req, f, true)));
+    }
     this.app
       .get('/healthz', (res) => {
         const r = healthz();
@@ -193,6 +201,34 @@ export class UwsTransport {
       .any('/*', (res) => {
         res.writeStatus('404 Not Found').end(`${T.HTTP_NOT_FOUND}\n`);
       });
+  }
+
+  /** The web client's files; without them (a broken install) the gateway still serves chat, and `/` is 404. */
+  private webFiles(): WebFile[] {
+    try {
+      return loadWebFiles();
+    } catch (e) {
+      this.log.warn({ dir: WEB_DIR, err: e }, 'web client files missing: / answers 404');
+      return [];
+    }
+  }
+
+  private serveStatic(res: uWS.HttpResponse, req: uWS.HttpRequest, f: WebFile, head: boolean): void {
+    if (req.getHeader('upgrade') !== '') {
+      req.setYield(true); // a WebSocket upgrade: the .ws route takes it
+      return;
+    }
+    const fresh = notModified(req.getHeader('if-none-match'), f.etag);
+    res.cork(() => {
+      res.writeStatus(fresh ? '304 Not Modified' : '200 OK');
+      for (const [k, v] of SECURITY_HEADERS) res.writeHeader(k, v);
+      res.writeHeader('Cache-Control', CACHE_CONTROL).writeHeader('ETag', f.etag);
+      // (endWithoutBody with a length argument never responds in this uWS build: HEAD goes without Content-Length.)
+      if (fresh) return void res.endWithoutBody();
+      res.writeHeader('Content-Type', f.contentType);
+      if (head) res.endWithoutBody();
+      else sendBody(res, f.body);
+    });
   }
 
   private guard(where: string, f: () => void): void {
@@ -295,6 +331,19 @@ export class UwsTransport {
     this.log.debug({ conn: data.inbound?.id, code, reason: Buffer.from(msg).toString() }, 'ws closed');
     data.inbound?.closed();
   }
+}
+
+/**
+ * A body written as the socket takes it, never buffered whole: `end()` would queue what the socket
+ * does not take at once, and a client that pipelines requests without reading would make the node
+ * hold a copy per request. While a response is unfinished uWS reads no further request from that
+ * connection, so each one holds at most the rest of one file (the body itself is shared).
+ */
+function sendBody(res: uWS.HttpResponse, body: Buffer): void {
+  const [, done] = res.tryEnd(body, body.length);
+  if (done) return;
+  res.onAborted(() => {}); // the client went: nothing to release
+  res.onWritable((offset) => res.tryEnd(body.subarray(offset), body.length)[0]);
 }
 
 const checkBackpressure = (c: WsConn): void => c.checkBackpressure();
