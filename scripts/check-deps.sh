@@ -8,7 +8,7 @@
 set -uo pipefail
 
 # program → Debian package that ships it
-progs=(redis-server redis-cli haproxy promtool prometheus openssl chromium)
+progs=(redis-server redis-cli haproxy promtool prometheus openssl ip chromium)
 declare -A pkg_of=(
   [redis-server]=redis-server
   [redis-cli]=redis-tools
@@ -16,6 +16,7 @@ declare -A pkg_of=(
   [promtool]=prometheus
   [prometheus]=prometheus
   [openssl]=openssl
+  [ip]=iproute2
   [chromium]=chromium
 )
 

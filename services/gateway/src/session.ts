@@ -4,7 +4,7 @@
 // Text and JSON clients share this machine: text answers prompts one by one,
 // JSON sends whole ops; both end in the same calls and events.
 import type { ClientOp, ErrorCode, ServerEvent } from './protocol/frames.js';
-import { GROUP_ID_RE, type HistoryFrom } from './engine/model.js';
+import { GROUP_ID_RE, type ChatMessage, type HistoryFrom } from './engine/model.js';
 import { codePoints, sanitize } from './protocol/hygiene.js';
 import { CLOSE_NORMAL } from './ports.js';
 import * as T from './protocol/text.js';
@@ -21,7 +21,8 @@ export type SessionState =
   | { s: 'join_password'; name: string; groupId: string }
   | { s: 'create_name' }
   | { s: 'create_password'; name: string }
-  | { s: 'chat'; name: string; groupId: string }
+  /** `member`: the join id (tokens.ts), this member's identity across resumes: idempotent sends key on it. */
+  | { s: 'chat'; name: string; groupId: string; member: string }
   | { s: 'closed' };
 
 export type Call =
@@ -30,14 +31,21 @@ export type Call =
   | { call: 'create'; name: string; password: string }
   | { call: 'join'; name: string; groupId: string; password: string; history: HistoryFrom }
   | { call: 'resume'; token: string; since: number }
-  | { call: 'who'; groupId: string };
+  | { call: 'who'; groupId: string }
+  /**
+   * A page of history. `before`: exclusive seq, null = newest, `seen` = before the oldest message
+   * this connection has been shown (the text `/history`; the node keeps that position). `limit`:
+   * null = the default page.
+   */
+  | { call: 'history'; groupId: string; before: number | 'seen' | null; limit: number | null };
 
 export type CallFailure = { ok: false; code: ErrorCode; message: string };
 export type CallResult =
   | { ok: true; hasGroups: boolean }
   | { ok: true; exists: boolean }
-  | { ok: true; groupId: string; name: string; token: string; seq: number }
+  | { ok: true; groupId: string; name: string; member: string; token: string; seq: number }
   | { ok: true; names: string[] }
+  | { ok: true; messages: ChatMessage[]; more: boolean }
   | CallFailure;
 
 export type Input =
@@ -46,6 +54,8 @@ export type Input =
   | { kind: 'op'; op: ClientOp }
   | { kind: 'bad'; code: ErrorCode; message: string }
   | { kind: 'result'; result: CallResult }
+  /** The group was removed (server API): a member of it is back at the menu. */
+  | { kind: 'group_closed'; groupId: string }
   | { kind: 'closed' };
 
 export interface Publish {
@@ -54,6 +64,8 @@ export interface Publish {
   text: string;
   /** The client's own id, echoed in the ack. */
   id: string | number | null;
+  /** The sender's join id: with `id`, a retried send is stored once (the engine's dedupe window). */
+  member: string;
 }
 
 export type Effect =
@@ -62,7 +74,8 @@ export type Effect =
   | ({ kind: 'publish' } & Publish)
   | { kind: 'call'; call: Call }
   | { kind: 'attach'; groupId: string; name: string; history: HistoryFrom }
-  | { kind: 'detach' }
+  /** `closed`: the group was removed, so nobody is told the member left. */
+  | { kind: 'detach'; closed?: true }
   | { kind: 'close'; code: number };
 
 export interface Session {
@@ -128,6 +141,10 @@ export function step(session: Session, input: Input, limits: SessionLimits): Out
   }
   if (session.pending) throw new Error('session: input while a call is pending');
   switch (input.kind) {
+    case 'group_closed':
+      // Only the group this session is in now (it may have moved on since the notice was queued).
+      if (state.s !== 'chat' || state.groupId !== input.groupId) return at(state);
+      return at({ s: 'menu' }, [{ kind: 'detach', closed: true }, send({ type: 'group_closed', groupId: input.groupId }), send({ type: 'menu' })]);
     case 'open':
       return at(state, [send({ type: 'menu' })]);
     case 'bad':
@@ -174,12 +191,13 @@ function onText(state: SessionState, raw: string, limits: SessionLimits): Out {
     case 'chat': {
       const command = raw.trim();
       if (command === T.CMD_WHO) return calling(state, { call: 'who', groupId: state.groupId });
+      if (command === T.CMD_HISTORY) return calling(state, { call: 'history', groupId: state.groupId, before: 'seen', limit: null });
       if (command === T.CMD_QUIT)
         return at({ s: 'closed' }, [{ kind: 'detach' }, send({ type: 'bye' }), { kind: 'close', code: CLOSE_NORMAL }]);
       const clean = cleanText(raw, limits);
       if ('empty' in clean) return at(state); // an empty line is not a message
       if ('tooLong' in clean) return at(state, [error('too_large', T.TOO_LARGE)]);
-      return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: null }]);
+      return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: null, member: state.member }]);
     }
     case 'closed':
       return at(state);
@@ -208,15 +226,20 @@ function onOp(state: SessionState, op: ClientOp, limits: SessionLimits): Out {
     case 'resume':
       return calling(state, { call: 'resume', token: op.token, since: op.since });
     case 'send': {
-      if (state.s !== 'chat') return at(state, [error('not_joined', T.NOT_JOINED)]);
+      // Refusals of a send carry its id, like the node's (a client tells which send failed, and for good).
+      const refuse = (code: ErrorCode, message: string): Out => at(state, [send({ type: 'error', code, message, id: op.id ?? null })]);
+      if (state.s !== 'chat') return refuse('not_joined', T.NOT_JOINED);
       const clean = cleanText(op.text, limits);
-      if ('empty' in clean) return at(state, [error('invalid_input', T.EMPTY_MESSAGE)]);
-      if ('tooLong' in clean) return at(state, [error('too_large', T.TOO_LARGE)]);
-      return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: op.id ?? null }]);
+      if ('empty' in clean) return refuse('invalid_input', T.EMPTY_MESSAGE);
+      if ('tooLong' in clean) return refuse('too_large', T.TOO_LARGE);
+      return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: op.id ?? null, member: state.member }]);
     }
     case 'who':
       if (state.s !== 'chat') return at(state, [error('not_joined', T.NOT_JOINED)]);
       return calling(state, { call: 'who', groupId: state.groupId });
+    case 'history':
+      if (state.s !== 'chat') return at(state, [error('not_joined', T.NOT_JOINED)]);
+      return calling(state, { call: 'history', groupId: state.groupId, before: op.before ?? null, limit: op.limit ?? null });
     case 'exit':
       return at({ s: 'closed' }, [...leave, send({ type: 'bye' }), { kind: 'close', code: CLOSE_NORMAL }]);
   }
@@ -236,7 +259,7 @@ function onResult(state: SessionState, call: Call, r: CallResult): Out {
     case 'join':
     case 'resume': {
       if (!('token' in r)) return at(state);
-      const chat: SessionState = { s: 'chat', name: r.name, groupId: r.groupId };
+      const chat: SessionState = { s: 'chat', name: r.name, groupId: r.groupId, member: r.member };
       const joined = (via: 'join' | 'create' | 'resume'): Effect =>
         send({ type: 'joined', groupId: r.groupId, name: r.name, token: r.token, seq: r.seq, via });
       // A JSON client moving from one group to another leaves the old one only now that the new one let it in.
@@ -253,6 +276,8 @@ function onResult(state: SessionState, call: Call, r: CallResult): Out {
     }
     case 'who':
       return at(state, 'names' in r ? [send({ type: 'members', groupId: call.groupId, names: r.names })] : []);
+    case 'history':
+      return at(state, 'messages' in r ? [send({ type: 'history', groupId: call.groupId, messages: r.messages, more: r.more })] : []);
   }
 }
 

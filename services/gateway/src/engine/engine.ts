@@ -68,7 +68,24 @@ export interface NewMessage {
   text: string;
   ts: number;
   origin: string;
+  /**
+   * Idempotent sends: dedupeKey(member, client id). A message whose key the group saw within its
+   * dedupe window (DEDUPE_WINDOW sends with a key, DEDUPE_TTL_SECONDS) is not stored again: publish
+   * answers the first one's seq with `duplicate: true`. Absent: stored as always.
+   */
+  dedupe?: string;
+  /** Published through the server HTTP API (PROTOCOL.md §3b), not by a member: stored and delivered with the message. */
+  api?: true;
 }
+
+/** What publish answers: the stored message, or for a retried send the first one's seq (nothing stored). */
+export type Published = StoredMessage & { duplicate?: true };
+
+/**
+ * A send's dedupe key: the sender's join id (unique per member, tokens.ts) and the client's own id,
+ * typed, so the string "1" and the number 1 are two sends. At most 16 + 2 + 64 characters.
+ */
+export const dedupeKey = (member: string, id: string | number): string => `${member} ${typeof id === 'number' ? `n${id}` : `s${id}`}`;
 
 /** What travels on a group's channel besides chat messages. Not stored, no seq. */
 export interface Notice {
@@ -81,6 +98,8 @@ export interface Notice {
 export type ChannelEvent =
   | { kind: 'message'; message: StoredMessage }
   | { kind: 'notice'; notice: Notice }
+  /** The group was removed (GroupStore.removeGroup): every node closes its local members. */
+  | { kind: 'closed' }
   /** The engine may have missed events (e.g. reconnected): the handler should backfill. */
   | { kind: 'resync' };
 
@@ -94,6 +113,9 @@ export class EngineUnavailableError extends Error {
   }
 }
 
+/** Broker.publish to a group that does not exist (any more): both engines throw `Error('no group <id>')`. */
+export const isNoGroupError = (e: unknown): boolean => e instanceof Error && !(e instanceof EngineUnavailableError) && /^no group /.test(e.message);
+
 /** A page of history and the group's top position. */
 export interface HistoryPage {
   /** Oldest first. */
@@ -105,7 +127,9 @@ export interface HistoryPage {
 export interface HistoryQuery {
   /** Only messages with seq > since, oldest first (up to `limit`). */
   since?: number;
-  /** Without `since`: the newest `limit` messages, oldest first. */
+  /** Without `since`: only messages with seq < before (paging back); the newest `limit` of them, oldest first. */
+  before?: number;
+  /** Without `since`: the newest `limit` messages (below `before`, if given), oldest first. */
   limit: number;
 }
 
@@ -141,12 +165,18 @@ export interface GroupStore {
    * remove one group twice.
    */
   sweepIdle(): Promise<string[]>;
+  /**
+   * Remove a group now, with its history, presence and owned keys (the server API's DELETE), and
+   * tell every node subscribed to it (a `closed` event on its channel). Its ID is never reused.
+   * False when there was no such group.
+   */
+  removeGroup(id: string): Promise<boolean>;
 }
 
 /** Messages: stored with a seq, kept as bounded history, delivered to every node subscribed to the group. */
 export interface Broker {
-  /** Atomically: next seq, append to bounded history, deliver to subscribers. */
-  publish(groupId: string, msg: NewMessage): Promise<StoredMessage>;
+  /** Atomically: next seq, append to bounded history, deliver to subscribers (once per dedupe key: NewMessage). */
+  publish(groupId: string, msg: NewMessage): Promise<Published>;
   /** A page of history with the top seq, in one round trip (`limit: 0`: only the top). */
   history(groupId: string, q: HistoryQuery): Promise<HistoryPage>;
   /** Register the one handler for every subscribed group's events (once, before subscribing). */

@@ -24,6 +24,8 @@ export type ClientOp =
   | { op: 'resume'; token: string; since: number }
   | { op: 'send'; text: string; id?: string | number }
   | { op: 'who' }
+  /** A page of older history: `before` exclusive (default: newest), `limit` clamped to HISTORY_PAGE_MAX. */
+  | { op: 'history'; before?: number; limit?: number }
   | { op: 'exit' };
 
 /** How a session came to be in a group: the text codec greets each differently. */
@@ -38,6 +40,10 @@ export type ServerEvent =
   | { type: 'member_joined'; groupId: string; name: string }
   | { type: 'member_left'; groupId: string; name: string }
   | { type: 'members'; groupId: string; names: string[] }
+  /** A page of history, oldest first; `more`: older messages remain. */
+  | { type: 'history'; groupId: string; messages: ChatMessage[]; more: boolean }
+  /** The group was removed (server API); the menu follows. */
+  | { type: 'group_closed'; groupId: string }
   | { type: 'ack'; id: string | number | null; seq: number }
   /** `id`: on a refused or failed `send`, the client's id of that message (an extension of §3). */
   | { type: 'error'; code: ErrorCode; message: string; id?: string | number | null }
@@ -66,6 +72,13 @@ function seqField(o: Record<string, unknown>, key: string): number | undefined |
   const v = o[key];
   if (v === undefined || v === null) return undefined;
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : null;
+}
+
+/** A positive integer, or undefined when absent; null when present but not one. */
+function positiveField(o: Record<string, unknown>, key: string): number | undefined | null {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 ? v : null;
 }
 
 function groupIdField(o: Record<string, unknown>): string | undefined {
@@ -119,6 +132,12 @@ export function parseClientFrame(raw: string): ClientOp | FrameError {
     }
     case 'who':
       return { op: 'who' };
+    case 'history': {
+      const before = positiveField(o, 'before');
+      const limit = positiveField(o, 'limit');
+      if (before === null || limit === null) return bad(T.HISTORY_FIELDS);
+      return { op: 'history', ...(before === undefined ? {} : { before }), ...(limit === undefined ? {} : { limit }) };
+    }
     case 'exit':
       return { op: 'exit' };
     default:

@@ -9,7 +9,7 @@ import type { Config } from '../config.js';
 import { healthz, readyz } from '../health.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Conn, Fanout, Gate, Inbound, TransportLabel } from '../ports.js';
+import type { ApiPort, ApiResponse, Conn, Fanout, Gate, Inbound, TransportLabel } from '../ports.js';
 import type { Codec, Encoded } from '../protocol/codecs.js';
 import * as T from '../protocol/text.js';
 import { listenError } from '../startup.js';
@@ -157,8 +157,11 @@ export class UwsTransport {
     private readonly config: Config,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    /** The server HTTP API (api.ts): every `/api/` request goes to it (it answers 404 while API_KEY is unset). */
+    api: ApiPort | null = null,
   ) {
     this.app = uWS.App();
+    if (api) this.app.any('/api/*', (res, req) => this.guard('api', () => serveApi(api, res, req, this.log)));
     this.shared = {
       writes: new Writes((where, f) => this.guard(where, f)),
       members: new GroupMembers<WsConn>(),
@@ -344,6 +347,64 @@ function sendBody(res: uWS.HttpResponse, body: Buffer): void {
 }
 
 const checkBackpressure = (c: WsConn): void => c.checkBackpressure();
+
+const HTTP_STATUS: Record<number, string> = {
+  200: '200 OK',
+  201: '201 Created',
+  204: '204 No Content',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  404: '404 Not Found',
+  413: '413 Payload Too Large',
+  429: '429 Too Many Requests',
+  503: '503 Service Unavailable',
+};
+
+/**
+ * One server API request: read what uWS gives only inside the handler, then the body (up to the
+ * port's bound; past it the rest is not read), then write the answer corked, unless the client went.
+ */
+function serveApi(api: ApiPort, res: uWS.HttpResponse, req: uWS.HttpRequest, log: Logger): void {
+  const method = req.getCaseSensitiveMethod().toUpperCase();
+  const path = req.getUrl();
+  const query = req.getQuery() ?? '';
+  const authorization = req.getHeader('authorization');
+  const length = req.getHeader('content-length');
+  let aborted = false;
+  res.onAborted(() => {
+    aborted = true;
+  });
+  const answer = (body: Uint8Array | 'too_large'): void => {
+    api.handle({ method, path, query, authorization, body }).then(
+      (r) => write(r),
+      (e: unknown) => {
+        log.error({ err: e }, 'api handler failed');
+        write({ status: 503, body: null });
+      },
+    );
+  };
+  const write = (r: ApiResponse): void => {
+    if (aborted) return;
+    aborted = true; // answered: nothing more goes out
+    res.cork(() => {
+      res.writeStatus(HTTP_STATUS[r.status] ?? `${r.status} Error`);
+      if (r.body === null) res.endWithoutBody();
+      else res.writeHeader('Content-Type', 'application/json').end(r.body);
+    });
+  };
+  const declared = length === '' ? 0 : Number(length);
+  if (Number.isFinite(declared) && declared > api.maxBodyBytes) return answer('too_large');
+  if (method !== 'POST' && length === '' && req.getHeader('transfer-encoding') === '') return answer(new Uint8Array(0));
+  const chunks: Buffer[] = [];
+  let size = 0;
+  res.onData((chunk, isLast) => {
+    if (size > api.maxBodyBytes) return;
+    size += chunk.byteLength;
+    if (size > api.maxBodyBytes) return answer('too_large');
+    chunks.push(Buffer.from(new Uint8Array(chunk))); // a copy: uWS reuses the chunk's memory
+    if (isLast) answer(Buffer.concat(chunks));
+  });
+}
 
 class WsConn implements Conn {
   readonly codec: Codec;

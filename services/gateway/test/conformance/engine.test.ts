@@ -47,28 +47,37 @@ async function nextMessage(inbox: Inbox<ChannelEvent>, what: string): Promise<St
   return ev.message;
 }
 
+/** What a fresh engine may be given besides the defaults. */
+interface FreshOptions {
+  /** DEDUPE_WINDOW. */
+  dedupeWindow?: number;
+}
+
 interface Harness {
   /** A started engine on empty state. */
-  fresh(): Promise<Engine>;
+  fresh(o?: FreshOptions): Promise<Engine>;
   /** A new engine instance on the state `e` left (e is stopped first). */
   reopen(e: Engine): Promise<Engine>;
   close(): Promise<void>;
 }
 
+const envOf = (o: FreshOptions): Record<string, string> => (o.dedupeWindow !== undefined ? { DEDUPE_WINDOW: String(o.dedupeWindow) } : {});
+
 const harnesses: Record<'memory' | 'redis' | 'redis-cluster', () => Promise<Harness>> = {
   memory: async () => {
-    const dirs = new WeakMap<Engine, string>();
-    const open = async (dir: string): Promise<Engine> => {
-      const e = new MemoryEngine({ dataDir: dir, historyLimit: HISTORY_LIMIT });
-      dirs.set(e, dir);
+    const dirs = new WeakMap<Engine, { dir: string; o: FreshOptions }>();
+    const open = async (dir: string, o: FreshOptions): Promise<Engine> => {
+      const e = new MemoryEngine({ dataDir: dir, historyLimit: HISTORY_LIMIT, ...(o.dedupeWindow !== undefined ? { dedupeWindow: o.dedupeWindow } : {}) });
+      dirs.set(e, { dir, o });
       await e.start();
       return e;
     };
     return {
-      fresh: () => open(tempDir('chat-conf-')),
+      fresh: (o = {}) => open(tempDir('chat-conf-'), o),
       reopen: async (e) => {
         await e.stop();
-        return open(dirs.get(e) as string);
+        const was = dirs.get(e) as { dir: string; o: FreshOptions };
+        return open(was.dir, was.o);
       },
       close: async () => undefined,
     };
@@ -76,9 +85,9 @@ const harnesses: Record<'memory' | 'redis' | 'redis-cluster', () => Promise<Harn
   redis: async () => {
     const server = await RedisServer.start();
     return {
-      fresh: async () => {
+      fresh: async (o = {}) => {
         await server.admin.flushall();
-        const e = redisEngine(server);
+        const e = redisEngine(server, 'conf-a', envOf(o));
         await e.start();
         return e;
       },
@@ -94,9 +103,9 @@ const harnesses: Record<'memory' | 'redis' | 'redis-cluster', () => Promise<Harn
   'redis-cluster': async () => {
     const cluster = await RedisClusterServer.start(3);
     return {
-      fresh: async () => {
+      fresh: async (o = {}) => {
         await cluster.flushall();
-        const e = redisEngine(cluster);
+        const e = redisEngine(cluster, 'conf-a', envOf(o));
         await e.start();
         return e;
       },
@@ -115,8 +124,8 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
   describe(`engine conformance: ${name}`, () => {
     let h: Harness;
     const open: Engine[] = [];
-    const fresh = async (): Promise<Engine> => {
-      const e = await h.fresh();
+    const fresh = async (o?: FreshOptions): Promise<Engine> => {
+      const e = await h.fresh(o);
       open.push(e);
       return e;
     };
@@ -156,6 +165,31 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
         assert.equal(await e.getGroup('3'), null);
         assert.equal(await e.getGroup('not-an-id'), null);
         assert.equal(await top(e, '0'), 0);
+      });
+
+      test('removeGroup: the group, its history and presence go, subscribers get `closed`, its ID is never reused', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const kept = (await e.createGroup(rec('bob'))).id;
+        const events = await listen(e, g);
+        await e.publish(g, msg('ann', 'gone soon'));
+        await e.addMember(g, 'node/ann', 'ann');
+        assert.equal(await e.removeGroup(g), true);
+        await events.next(5000, 'closed', (ev) => ev.kind === 'closed');
+        assert.equal(await e.getGroup(g), null);
+        assert.equal(await e.touchGroup(g), false);
+        assert.deepEqual(await e.history(g, { limit: 10 }), { messages: [], top: 0 });
+        assert.deepEqual(await e.members(g), []);
+        await assert.rejects(e.publish(g, msg('ann', 'late')), /no group/);
+        assert.equal(await e.removeGroup(g), false, 'a second removal finds nothing');
+        assert.equal(await e.removeGroup('404'), false);
+        assert.equal(await e.countGroups(), 1);
+        assert.notEqual((await e.getGroup(kept)), null, 'other groups stay');
+        assert.equal((await e.createGroup(rec('cy'))).id, '2', 'the removed ID is not handed out again');
+        const again = await h.reopen(e);
+        open.push(again);
+        assert.equal(await again.getGroup(g), null, 'removed for good');
+        assert.equal((await again.createGroup(rec('dan'))).id, '3');
       });
 
       test('concurrent creates get distinct consecutive IDs', async () => {
@@ -198,6 +232,53 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
         assert.equal(await top(e, g), 22);
       });
 
+      test('idempotent sends: a retry of a dedupe key is answered with the first seq, not stored or delivered again; other keys and keyless sends are stored', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const other = (await e.createGroup(rec('bob'))).id;
+        const inbox = await listen(e, g);
+        const keyed = (text: string, key: string) => ({ ...msg('ann', text), dedupe: key });
+        const first = await e.publish(g, keyed('once', 'J1 s1'));
+        assert.equal(first.seq, 1);
+        assert.equal(first.duplicate, undefined);
+        const again = await e.publish(g, keyed('once', 'J1 s1'));
+        assert.equal(again.seq, 1, 'the retry is answered with the first seq');
+        assert.equal(again.duplicate, true);
+        // The same client id from another member (join id), or a keyless message, is a message of its own.
+        assert.equal((await e.publish(g, keyed('theirs', 'J2 s1'))).seq, 2);
+        assert.equal((await e.publish(g, msg('ann', 'plain'))).seq, 3);
+        assert.equal((await e.publish(g, msg('ann', 'plain'))).seq, 4);
+        // Keys are per group.
+        assert.equal((await e.publish(other, keyed('elsewhere', 'J1 s1'))).seq, 1);
+        // Retries racing each other (and their first) store one message.
+        const raced = await Promise.all(Array.from({ length: 6 }, () => e.publish(g, keyed('raced', 'J1 s2'))));
+        assert.deepEqual(new Set(raced.map((m) => m.seq)), new Set([5]));
+        assert.equal(raced.filter((m) => !m.duplicate).length, 1, 'one of them stored it');
+        assert.equal(await top(e, g), 5);
+        assert.deepEqual((await page(e, g, { limit: 10 })).map((m) => m.text), ['once', 'theirs', 'plain', 'plain', 'raced']);
+        const delivered: number[] = [];
+        for (let i = 0; i < 5; i++) delivered.push((await nextMessage(inbox, `message ${i + 1}`)).seq);
+        assert.deepEqual(delivered, [1, 2, 3, 4, 5], 'each stored message delivered once');
+        await e.publish(g, msg('ann', 'marker'));
+        assert.equal((await nextMessage(inbox, 'the marker')).seq, 6, 'no second delivery of a retried send came before it');
+      });
+
+      test('idempotent sends: the window keeps the newest DEDUPE_WINDOW keys per group, and survives a reopen', async () => {
+        let e = await fresh({ dedupeWindow: 3 });
+        const g = (await e.createGroup(rec('ann'))).id;
+        for (let i = 1; i <= 4; i++) assert.equal((await e.publish(g, { ...msg('ann', `k${i}`), dedupe: `J s${i}` })).seq, i);
+        // k1 fell out of the window (three newest kept): its retry is stored again. k2..k4 are not.
+        for (const i of [4, 3, 2]) assert.deepEqual(await e.publish(g, { ...msg('ann', `k${i}`), dedupe: `J s${i}` }).then((m) => [m.seq, m.duplicate]), [i, true]);
+        const late = await e.publish(g, { ...msg('ann', 'k1'), dedupe: 'J s1' });
+        assert.deepEqual([late.seq, late.duplicate], [5, undefined], 'outside the window: a new message');
+        e = await h.reopen(e);
+        open.push(e);
+        // The newest three (k3, k4 and the re-stored k1) are still known after a restart.
+        for (const [key, seq] of [['J s3', 3], ['J s4', 4], ['J s1', 5]] as const)
+          assert.deepEqual(await e.publish(g, { ...msg('ann', 'again'), dedupe: key }).then((m) => [m.seq, m.duplicate]), [seq, true], key);
+        assert.equal(await top(e, g), 5);
+      });
+
       test('publish to a group that does not exist fails and stores nothing', async () => {
         const e = await fresh();
         await assert.rejects(e.publish('7', msg('ann', 'secret text')), (err: Error) => {
@@ -227,6 +308,47 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
         assert.equal(last?.text, odd);
         assert.equal(last?.from, 'ann');
         assert.equal(typeof last?.ts, 'number');
+      });
+
+      test('history pages back with `before` (exclusive) across everything kept: no gap, no overlap', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        for (let i = 1; i <= 8; i++) await e.publish(g, msg('ann', `m${i}`));
+        const seqs = (ms: StoredMessage[]): number[] => ms.map((m) => m.seq);
+        assert.deepEqual(seqs(await page(e, g, { before: 7, limit: 2 })), [5, 6]);
+        assert.deepEqual(seqs(await page(e, g, { before: 100, limit: 100 })), [4, 5, 6, 7, 8], 'before past the top: everything kept');
+        assert.deepEqual(seqs(await page(e, g, { before: 5, limit: 100 })), [4], 'only what HISTORY_LIMIT kept');
+        assert.deepEqual(await page(e, g, { before: 4, limit: 100 }), []);
+        assert.deepEqual(await page(e, g, { before: 1, limit: 100 }), []);
+        // Every page size, from the newest back to the oldest kept: each message exactly once.
+        for (const size of [1, 2, 3, 5]) {
+          const got: number[] = [];
+          let cursor: number | undefined;
+          for (let pages = 0; pages < 10; pages++) {
+            const p = await page(e, g, cursor === undefined ? { limit: size } : { before: cursor, limit: size });
+            if (p.length === 0) break;
+            assert.ok(p.length <= size);
+            got.unshift(...seqs(p));
+            cursor = p[0]?.seq;
+          }
+          assert.deepEqual(got, [4, 5, 6, 7, 8], `pages of ${size}`);
+        }
+        const withTop = await e.history(g, { before: 6, limit: 1 });
+        assert.deepEqual([seqs(withTop.messages), withTop.top], [[5], 8], 'the top of the group, not of the page');
+      });
+
+      test('a message published through the server API keeps `api: true` in history and on the channel', async () => {
+        let e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const events = await listen(e, g);
+        await e.publish(g, msg('ann', 'member'));
+        await e.publish(g, { ...msg('app', 'from the api'), api: true });
+        const live = [await nextMessage(events, 'member'), await nextMessage(events, 'api')];
+        assert.deepEqual(live.map((m) => [m.seq, m.api]), [[1, undefined], [2, true]]);
+        assert.deepEqual((await page(e, g, { limit: 10 })).map((m) => [m.seq, m.api]), [[1, undefined], [2, true]]);
+        e = await h.reopen(e);
+        open.push(e);
+        assert.deepEqual((await page(e, g, { limit: 10 })).map((m) => [m.seq, m.text, m.api]), [[1, 'member', undefined], [2, 'from the api', true]]);
       });
 
       test('history returns the top seq with every page: trimmed, empty, past the end, or limit 0', async () => {

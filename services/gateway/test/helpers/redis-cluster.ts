@@ -131,8 +131,8 @@ export class JsonChat {
     } else this.events.push(ev);
   }
 
-  static async open(gw: Gateway): Promise<JsonChat> {
-    const ws = await WsClient.connect(gw.wsUrl, 'chat.json');
+  static async open(gw: Gateway | string): Promise<JsonChat> {
+    const ws = await WsClient.connect(typeof gw === 'string' ? gw : gw.wsUrl, 'chat.json');
     const c = new JsonChat(ws);
     await c.events.take((e) => e.type === 'menu', 5000, 'menu');
     return c;

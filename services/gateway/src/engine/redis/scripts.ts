@@ -14,13 +14,15 @@ function lua(name: string): string {
 
 const SCRIPTS = {
   chatCreateGroup: { file: 'create_group', keys: 1 },
-  chatPublish: { file: 'publish', keys: 2 },
+  chatPublish: { file: 'publish', keys: 3 },
   chatSweepMembers: { file: 'sweep_members', keys: 1 },
   // Bounded growth: the group index, activity, retention.
   chatReserveGroup: { file: 'reserve_group', keys: 1 },
   chatTouchGroup: { file: 'touch_group', keys: 1 },
   chatGiveEpoch: { file: 'give_epoch', keys: 1 },
   chatRemoveIdle: { file: 'remove_idle', keys: 4 },
+  // The server API's DELETE.
+  chatRemoveGroup: { file: 'remove_group', keys: 4 },
   // The admission throttle (throttle.ts).
   chatBudgetHit: { file: 'budget_hit', keys: 1 },
   chatAuthAttempt: { file: 'auth_attempt', keys: 3 },
@@ -31,9 +33,11 @@ type Arg = string | number;
 
 export interface ScriptCommands {
   chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg, epoch: string, now: Arg): Promise<number>;
+  /** The seq; minus the original's seq for a retried send (`sentMember` already in `sent`). */
   chatPublish(
     meta: string,
     history: string,
+    sent: string,
     channel: string,
     limit: Arg,
     messageJson: string,
@@ -41,6 +45,9 @@ export interface ScriptCommands {
     now: Arg,
     maxBytes: Arg,
     textBytes: Arg,
+    sentMember: string,
+    sentWindow: Arg,
+    sentTtlMs: Arg,
   ): Promise<number>;
   chatSweepMembers(members: string, instance: string): Promise<string[]>;
   /** 1 added to the index, 0 the ceiling is reached, 2 the ID is already there (taken). */
@@ -51,6 +58,8 @@ export interface ScriptCommands {
   chatGiveEpoch(meta: string, epoch: string): Promise<string | null>;
   /** [1, activity] kept (idle for less than retention, or a member online), [0] removed now, [-1] no such group. */
   chatRemoveIdle(meta: string, history: string, members: string, owned: string, now: Arg, retentionMs: Arg, prefix: string, indexScore: Arg): Promise<number[]>;
+  /** 1 removed now (and {"t":"c"} published on the channel), 0 no such group. */
+  chatRemoveGroup(meta: string, history: string, members: string, owned: string, prefix: string, channel: string, publishCommand: 'PUBLISH' | 'SPUBLISH'): Promise<number>;
   chatBudgetHit(counter: string, windowMs: Arg): Promise<[number, number]>;
   /** `owned`: the group's set of further keys (the failure hash is listed there, so it goes with the group). */
   chatAuthAttempt(failures: string, owned: string, meta: string, now: Arg, windowMs: Arg, maxFailures: Arg, backoffAfter: Arg): Promise<number[]>;
