@@ -8,6 +8,8 @@
 //   what it missed and chats on; every page shows seqs 1..n once each, in order; the XSS text shows
 //   literally (no element made, no dialog: page.on('dialog') fails the test); the CSP and other
 //   headers come with the page and nothing breaks it; no horizontal overflow at 375 px.
+// A second test, on one gateway: older history on scroll, page by page (the `history` op), and a
+// group closed through the server API (`group_closed`) sends the page back to the menu.
 // SCREENSHOT=docs/web-client.png writes the desktop page's picture (only when asked: CI leaves the tree clean).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -245,37 +247,57 @@ test('web client: two browsers on two gateways behind HAProxy chat, one survives
   }
 });
 
-test('older history: a gateway that keeps only the newest messages; the page pages back, or says it cannot', { skip, timeout: 60_000 }, async () => {
-  // HISTORY_LIMIT=2: the join replays (and the gateway keeps) the last two of three messages. A gateway
-  // with the history op answers the page's request with what it has (nothing older): "beginning";
-  // one without it answers invalid_input: "not available". Either way the page stays usable.
-  const gw = await startGateway({ noTcp: true, env: { HISTORY_LIMIT: '2' } });
+test('older history on scroll, page by page, with no gap; a group closed through the API sends the page to the menu', { skip, timeout: 60_000 }, async () => {
+  // HISTORY_REPLAY=2: a join replays the newest two of 120 messages. The log does not fill the
+  // screen, so the page asks for the page above at once; each scroll to the top asks for the next.
+  const key = 'browser-test-api-key-0123456789';
+  const gw = await startGateway({ noTcp: true, env: { HISTORY_REPLAY: '2', RATE_LIMIT_PER_SEC: '0', API_KEY: key } });
   try {
     const ws = await WsClient.connect(gw.wsUrl, 'chat.json');
     ws.sendJson({ op: 'create', name: 'Dee', password: 'pw' });
     const { groupId } = await ws.nextOfType<{ groupId: string }>('joined');
-    for (const [i, text] of ['one', 'two', 'three'].entries()) {
-      ws.sendJson({ op: 'send', text, id: i });
+    for (let i = 1; i <= 120; i++) {
+      ws.sendJson({ op: 'send', text: `message ${i}`, id: i });
       await ws.nextOfType('ack');
     }
-    const context = await browser.newContext({ viewport: { width: 800, height: 900 } });
+    const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
     const page = await context.newPage();
     const problems: string[] = [];
     page.on('dialog', (d) => problems.push(`dialog: ${d.message()}`));
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    const asked: string[] = [];
+    page.on('websocket', (s) => s.on('framesent', (f) => String(f.payload).includes('"history"') && asked.push(String(f.payload))));
     await page.goto(`http://127.0.0.1:${gw.port}/`);
     await page.waitForSelector('#status[data-state="online"]', { timeout: WAIT });
     await page.fill('#name', 'Eve');
     await page.fill('#join-id', groupId);
     await page.fill('#join-password', 'pw');
     await page.click('#join-btn');
-    await page.waitForSelector('#older[data-state="none"], #older[data-state="unsupported"]', { timeout: WAIT });
-    assert.deepEqual(await seqs(page), [2, 3]);
-    const state = await page.getAttribute('#older', 'data-state');
-    assert.equal(await page.textContent('#older'), state === 'none' ? 'This is the beginning of the chat' : 'Older messages are not available on this server');
-    assert.equal(await page.isHidden('#chat-error'), true, 'no error shown for it');
-    await say(page, 'still here');
-    assert.equal(JSON.parse(await ws.frames.next(WAIT, 'still here', (f) => f.includes('still here'))).seq, 4);
+    const rendered = (n: number): Promise<unknown> =>
+      page.locator('#messages li[data-seq]').nth(n - 1).waitFor({ state: 'attached', timeout: WAIT });
+    await rendered(52); // the replay (119, 120) and the first page (69..118)
+    await page.waitForSelector('#older[data-state="idle"]', { timeout: WAIT });
+    assert.deepEqual(await seqs(page), Array.from({ length: 52 }, (_, i) => 69 + i));
+    for (const n of [102, 120]) {
+      await page.locator('#log').evaluate((el) => el.scrollTo(0, 0));
+      await rendered(n);
+    }
+    await page.waitForSelector('#older[data-state="none"]', { timeout: WAIT });
+    assert.equal(await page.textContent('#older'), 'This is the beginning of the chat');
+    assert.deepEqual(await seqs(page), Array.from({ length: 120 }, (_, i) => i + 1), 'every message once, in order');
+    assert.deepEqual(
+      asked.map((f) => (JSON.parse(f) as { before?: number }).before),
+      [119, 69, 19],
+      'each page asked for what lies before the oldest shown',
+    );
+    // The reader stays where they were: the page above goes on top, not under their eyes.
+    assert.ok(Number(await page.locator('#log').evaluate((el) => el.scrollTop)) > 0);
+
+    // The group is closed through the server API: the page says so and is back at the menu.
+    const closed = await fetch(`http://127.0.0.1:${gw.port}/api/v1/groups/${groupId}`, { method: 'DELETE', headers: { Authorization: `Bearer ${key}` } });
+    assert.equal(closed.status, 204);
+    await page.waitForSelector('body[data-view="menu"]', { timeout: WAIT });
+    assert.equal(await page.textContent('#menu-error'), `Chat ${groupId} has been closed.`);
     assert.deepEqual(problems, []);
     ws.close();
     await context.close();
