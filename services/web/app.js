@@ -111,6 +111,11 @@ let menuRequest = null;
 let olderState = 'idle';
 /** @type {Map<string, Pending>} own messages not yet acknowledged, by client id, in send order */
 const pending = new Map();
+/**
+ * Client ids for sends: unique within this page (a random prefix, then a counter). A send resent
+ * after a resume keeps its id, so the server stores it at most once (PROTOCOL.md: idempotent sends).
+ */
+const idPrefix = [...crypto.getRandomValues(new Uint8Array(6))].map((b) => b.toString(16).padStart(2, '0')).join('');
 let nextId = 1;
 /** name → how many sessions of that name are online */
 let online = new Map();
@@ -357,6 +362,10 @@ function onAck(id, seq) {
   const p = pending.get(id);
   if (!p) return;
   pending.delete(id);
+  if (seen.has(seq)) {
+    p.li.remove(); // a resent message the server had stored already: the replay showed it
+    return;
+  }
   confirm(p, seq, Date.now());
   advance();
 }
@@ -598,7 +607,7 @@ function endSession() {
 function sendMessage() {
   const text = ui.text.value;
   if (text.trim() === '' || !session) return;
-  const id = `m${nextId++}`;
+  const id = `${idPrefix}-${nextId++}`;
   const li = messageItem({ seq: 0, from: session.name, text, ts: Date.now() }, true);
   delete li.dataset['seq'];
   li.classList.add('pending');
@@ -612,7 +621,10 @@ function sendMessage() {
   if (!replaying) p.sent = send({ op: 'send', text, id });
 }
 
-/** After a resume's replay: what is still unacknowledged goes (again), in order. */
+/**
+ * After a resume's replay: what is still unacknowledged goes (again), in order, with its own id: a
+ * message the server stored before the drop is acknowledged with its first seq, not stored twice.
+ */
 function flushPending() {
   for (const p of pending.values()) {
     if (p.sent) continue;

@@ -5,9 +5,10 @@
 //   one creates a group, the other joins (after a wrong password); they chat both ways; both
 //   member lists show both; the gateway under the phone-sized page is killed (SIGKILL by PID): the
 //   page says it is reconnecting, resumes with its token through HAProxy on a live gateway, gets
-//   what it missed and chats on; every page shows seqs 1..n once each, in order; the XSS text shows
-//   literally (no element made, no dialog: page.on('dialog') fails the test); the CSP and other
-//   headers come with the page and nothing breaks it; no horizontal overflow at 375 px.
+//   what it missed, sends what was typed meanwhile, and chats on; every page (a late third one too)
+//   shows seqs 1..n once each, in order; the XSS text shows literally (no element made, no dialog:
+//   page.on('dialog') fails the test); the CSP and other headers come with the page and nothing
+//   breaks it; no horizontal overflow at 375 px.
 // A second test, on one gateway: older history on scroll, page by page (the `history` op), and a
 // group closed through the server API (`group_closed`) sends the page back to the menu.
 // SCREENSHOT=docs/web-client.png writes the desktop page's picture (only when asked: CI leaves the tree clean).
@@ -204,19 +205,28 @@ test('web client: two browsers on two gateways behind HAProxy chat, one survives
   const killed = gws[gwB] as Gateway;
   assert.ok(killed.proc.pid !== undefined && process.kill(killed.proc.pid, 'SIGKILL'));
   await b.page.waitForSelector('body[data-reconnects]', { timeout: WAIT });
+  // Bo types while the page reconnects (sent once it is back: queued, or resent with its id); Ann writes meanwhile.
+  await b.page.fill('#text', 'typed while reconnecting');
+  await b.page.press('#text', 'Enter');
   await say(a.page, 'while you were away');
   await online(b.page, 30_000);
   await shows(b.page, 'while you were away');
+  await shows(b.page, 'typed while reconnecting');
+  await shows(a.page, 'typed while reconnecting');
   await say(b.page, 'back again');
   await shows(a.page, 'back again');
   assert.notEqual(await landed(2, [gwA]), gwB, 'Bo resumed on a live gateway');
 
-  // No gap, no duplicate: both pages hold seqs 1..5, once each, in order.
-  const all = [1, 2, 3, 4, 5];
+  // No gap, no duplicate: both pages hold seqs 1..6, once each, in order, the same messages in the same order.
+  const all = [1, 2, 3, 4, 5, 6];
   assert.deepEqual(await seqs(a.page), all);
   assert.deepEqual(await seqs(b.page), all);
   const texts = await b.page.locator('#messages li[data-seq] .text').allTextContents();
-  assert.deepEqual(texts, ['hello from Ann', 'hi Ann, Bo here', XSS, 'while you were away', 'back again']);
+  assert.deepEqual(await a.page.locator('#messages li[data-seq] .text').allTextContents(), texts);
+  assert.deepEqual(texts.slice(0, 3), ['hello from Ann', 'hi Ann, Bo here', XSS]);
+  assert.deepEqual(texts.slice(3, 5).sort(), ['typed while reconnecting', 'while you were away']);
+  assert.equal(texts[5], 'back again');
+  assert.equal(await b.page.locator('#messages li.pending, #messages li.failed').count(), 0, 'nothing left unacknowledged');
 
   // A late joiner (Cy), once HAProxy has taken the dead gateway out: while it still counts it in, a
   // page load can get HAProxy's own 503 (the page's WebSocket just retries; a page load does not).
@@ -231,6 +241,7 @@ test('web client: two browsers on two gateways behind HAProxy chat, one survives
   await members(c.page, ['Ann', 'Bo', 'Cy']); // the answer to the page's `who`, after the join's replay
   await c.page.waitForSelector('#older[data-state="none"]', { timeout: WAIT });
   assert.deepEqual(await seqs(c.page), all);
+  assert.deepEqual(await c.page.locator('#messages li[data-seq] .text').allTextContents(), texts);
 
   // The phone: members in a drawer, nothing wider than the screen.
   await b.page.click('#members-toggle');
