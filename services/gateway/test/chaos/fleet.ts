@@ -70,6 +70,9 @@ export interface FleetStats {
   down: number;
   sent: number;
   acked: number;
+  gaps: number;
+  dupDropped: number;
+  resends: number;
 }
 
 const merge = (a: Record<string, number>, b: Record<string, number>): Record<string, number> => {
@@ -135,6 +138,9 @@ export class Fleet {
       down: 0,
       sent: 0,
       acked: 0,
+      gaps: 0,
+      dupDropped: 0,
+      resends: 0,
     };
     for (const { stats: w } of r as Array<{ stats: WorkerStats }>) {
       s.members += w.members;
@@ -149,6 +155,9 @@ export class Fleet {
       s.down += w.down;
       s.sent += w.sent;
       s.acked += w.acked;
+      s.gaps += w.gaps;
+      s.dupDropped += w.dupDropped;
+      s.resends += w.resends;
     }
     return s;
   }

@@ -38,6 +38,12 @@ export interface WorkerStats {
   down: number;
   sent: number;
   acked: number;
+  /** Holes the client library reported and skipped (seqs it could not get back). */
+  gaps: number;
+  /** Messages the library dropped as already delivered (sent twice by the server, e.g. a replay overlapping live). */
+  dupDropped: number;
+  /** Send frames the library wrote again (after a resume or a refusal). */
+  resends: number;
 }
 
 export type FromWorker =

@@ -114,6 +114,7 @@ export async function runScenario(s: Scenario, load: Load, log: (line: string) =
     if (result.outOfOrder > 0) violations.push(`${result.outOfOrder} out of order`);
     if ((result.mismatched > 0 || result.phantom > 0) && !s.allowAckedLoss) violations.push(`${result.mismatched} mismatched, ${result.phantom} phantom`);
     if (unacked > 0) violations.push(`${unacked} send(s) never acked`);
+    if (stats.gaps > 0 && !s.allowAckedLoss) violations.push(`clients reported ${stats.gaps} gap(s)`);
     if (behind > 0) violations.push(`${behind} member(s) still behind at the end`);
     void back;
     const row: Row = {

@@ -29,7 +29,10 @@ function errorsText(r: Row): string {
   const errors = fmtCodes(r.stats.errors);
   if (errors) parts.push(`errors ${errors}`);
   const failed = fmtCodes(r.stats.connectFailures);
-  if (failed) parts.push(`connects refused ${failed}`);
+  if (failed) parts.push(`failed reconnects ${failed}`);
+  if (r.stats.gaps > 0) parts.push(`gaps ${r.stats.gaps}`);
+  if (r.stats.dupDropped > 0) parts.push(`${r.stats.dupDropped} replayed twice (dropped by the client)`);
+  if (r.stats.resends > 0) parts.push(`${r.stats.resends} resends`);
   return parts.join('; ') || 'none';
 }
 

@@ -39,6 +39,9 @@ const stats: WorkerStats = {
   down: 0,
   sent: 0,
   acked: 0,
+  gaps: 0,
+  dupDropped: 0,
+  resends: 0,
 };
 let ticker: NodeJS.Timeout | null = null;
 
@@ -104,6 +107,9 @@ function track(groupKey: string, name: string): Tracked {
       },
       connectFailed(why) {
         bump(stats.connectFailures, why);
+      },
+      gap() {
+        stats.gaps++;
       },
     },
   };
@@ -226,12 +232,16 @@ function currentStats(): WorkerStats {
   let connected = 0;
   let down = 0;
   let acked = 0;
+  let dupDropped = 0;
+  let resends = 0;
   for (const t of members) {
+    dupDropped += t.client?.duplicatesDropped() ?? 0;
+    resends += t.client?.resends() ?? 0;
     if (t.client?.connected()) connected++;
     if (t.downAt !== null) down++;
     acked += t.rec.acks.size;
   }
-  return { ...stats, connected, down, pending: pendingNow(), acked };
+  return { ...stats, connected, down, pending: pendingNow(), acked, dupDropped, resends };
 }
 
 process.on('message', (raw) => {
