@@ -403,10 +403,13 @@ export class ChatNode implements Gate {
       let left = clients.length;
       clients.forEach((c, i) => {
         setTimeout(() => {
-          if (!c.gone) {
-            this.sendTo(c, { type: 'restarting' });
-            c.conn.end(CLOSE_RESTART, T.CLOSE_RESTARTING);
-          }
+          // After the acks of the client's sends in flight: a send stored but not acked would
+          // be sent again after the resume (and, without its id, stored twice).
+          if (!c.gone)
+            this.inOrder(c, () => {
+              this.sendTo(c, { type: 'restarting' });
+              c.conn.end(CLOSE_RESTART, T.CLOSE_RESTARTING);
+            });
           if (--left === 0) resolve();
         }, Math.floor(i * gap));
       });
