@@ -18,7 +18,7 @@ import type { Scrypt } from './scrypt-process.js';
 import type { ErrorCode } from './protocol/frames.js';
 import * as T from './protocol/text.js';
 import type { Call, CallFailure, CallResult } from './session.js';
-import { issueToken, verifyToken, type TokenClaims } from './tokens.js';
+import { issueToken, newJoinId, verifyToken, type TokenClaims } from './tokens.js';
 
 /** Groups whose verified password this node remembers (one entry per group, least recently used goes). */
 const AUTH_CACHE_GROUPS = 10_000;
@@ -204,8 +204,8 @@ export class Calls {
     return r.ok ? (r.value ? 'ok' : 'wrong') : r.reason;
   }
 
-  private token(rec: GroupRecord, name: string, authAt: number): string {
-    return issueToken(this.config.chatSecret, { groupId: rec.id, name, epoch: rec.epoch, authAt }, this.config.tokenTtlSeconds * 1000);
+  private token(rec: GroupRecord, name: string, authAt: number, joinId: string): string {
+    return issueToken(this.config.chatSecret, { groupId: rec.id, name, epoch: rec.epoch, authAt, joinId }, this.config.tokenTtlSeconds * 1000);
   }
 
   /** Perform one call; engine errors propagate (the node maps them to `unavailable`). */
@@ -252,7 +252,8 @@ export class Calls {
     }
     this.metrics.groupsCreated.inc();
     this.log.info({ conn: ctx.memberId, groupId: rec.id, name }, '[NEW CHAT]');
-    return { ok: true, groupId: rec.id, name, token: this.token(rec, name, Date.now()), seq: 0 };
+    const member = newJoinId();
+    return { ok: true, groupId: rec.id, name, member, token: this.token(rec, name, Date.now(), member), seq: 0 };
   }
 
   private async join(ctx: CallContext, name: string, groupId: string, password: string): Promise<CallResult> {
@@ -288,7 +289,8 @@ export class Calls {
     }
     this.metrics.joins.inc({ result: 'ok' });
     this.log.info({ conn: ctx.memberId, groupId: rec.id, name }, '[NEW MEMBER]');
-    return { ok: true, groupId: rec.id, name, token: this.token(rec, name, Date.now()), seq: await this.top(rec.id) };
+    const member = newJoinId();
+    return { ok: true, groupId: rec.id, name, member, token: this.token(rec, name, Date.now(), member), seq: await this.top(rec.id) };
   }
 
   /** The group this token was issued for, in the same life; null for a removed, recreated or unknown one. */
@@ -311,12 +313,15 @@ export class Calls {
     }
     this.metrics.joins.inc({ result: 'ok' });
     this.log.info({ conn: ctx.memberId, groupId: claims.groupId, name: claims.name }, '[RESUMED]');
+    // The same member as before the drop (its sends' ids still dedupe); a token from before join ids starts one now.
+    const member = claims.joinId ?? newJoinId();
     return {
       ok: true,
       groupId: claims.groupId,
       name: claims.name,
+      member,
       // Renewed, but the chain still ends TOKEN_MAX_AGE_SECONDS after the password was checked.
-      token: this.token(found.rec, claims.name, found.authAt),
+      token: this.token(found.rec, claims.name, found.authAt, member),
       seq: await this.top(claims.groupId),
     };
   }

@@ -16,6 +16,12 @@ export interface Config {
   secretIsEphemeral: boolean;
   dataDir: string;
   historyLimit: number;
+  /**
+   * Idempotent sends (docs/SECURITY.md): per group, the newest sends with a client id remembered
+   * (0 = off), and how long that memory outlives the group's last such send.
+   */
+  dedupeWindow: number;
+  dedupeTtlSeconds: number;
   drainSeconds: number;
   maxFrameBytes: number;
   maxBackpressureBytes: number;
@@ -138,6 +144,8 @@ export function loadConfig(env: Env = process.env): Config {
     secretIsEphemeral: secret === null,
     dataDir: env['DATA_DIR']?.trim() || './data',
     historyLimit: int(env, 'HISTORY_LIMIT', 100, 1, 100_000),
+    dedupeWindow: int(env, 'DEDUPE_WINDOW', 1000, 0, 100_000),
+    dedupeTtlSeconds: int(env, 'DEDUPE_TTL_SECONDS', 600, 1, 86_400),
     drainSeconds: int(env, 'DRAIN_SECONDS', 10, 0, 3600),
     maxFrameBytes: int(env, 'MAX_FRAME_BYTES', 16 * 1024, 256, 16 * 1024 * 1024),
     maxBackpressureBytes: int(env, 'MAX_BACKPRESSURE_BYTES', 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),

@@ -21,6 +21,8 @@ async function createEngine(config: Config, log: Logger, metrics: Metrics): Prom
   return new MemoryEngine({
     dataDir: config.dataDir,
     historyLimit: config.historyLimit,
+    dedupeWindow: config.dedupeWindow,
+    dedupeTtlMs: config.dedupeTtlSeconds * 1000,
     maxGroups: config.maxGroups,
     retentionSeconds: config.groupRetentionSeconds,
     historyMaxBytes: config.historyMaxBytes,

@@ -13,6 +13,7 @@ export class Metrics {
   readonly joins: Counter<'result'>;
   readonly received: Counter<'transport'>;
   readonly published: Counter;
+  readonly sendsDeduplicated: Counter;
   readonly delivered: Counter<'transport'>;
   readonly fanoutLatency: Histogram;
   readonly slowConsumers: Counter<'transport'>;
@@ -46,6 +47,11 @@ export class Metrics {
       registers,
     });
     this.published = new Counter({ name: 'chat_messages_published_total', help: 'Messages stored and published to the engine', registers });
+    this.sendsDeduplicated = new Counter({
+      name: 'chat_sends_deduplicated_total',
+      help: 'Retried sends (same member, same client id) acked with the seq they were first stored as, not stored again',
+      registers,
+    });
     this.delivered = new Counter({
       name: 'chat_messages_delivered_total',
       help: 'Message frames written to members on this node',

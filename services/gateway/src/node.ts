@@ -4,7 +4,7 @@
 import { Calls } from './calls.js';
 import { ConnectionsPerIp, type ClientAddress } from './clientip.js';
 import type { Config } from './config.js';
-import { EngineUnavailableError, type Engine } from './engine/engine.js';
+import { dedupeKey, EngineUnavailableError, type Engine } from './engine/engine.js';
 import type { HistoryFrom } from './engine/model.js';
 import { GroupHubs } from './hubs.js';
 import { localScrypt } from './passwords.js';
@@ -328,11 +328,14 @@ export class ChatNode implements Gate {
     }
     c.rateStrikes = 0;
     this.metrics.received.inc({ transport: c.conn.transport });
+    // With a client id, a retry of this send (after a resume, on any node) is stored once.
+    const dedupe = p.id !== null ? { dedupe: dedupeKey(p.member, p.id) } : {};
     const done = this.engine
-      .publish(p.groupId, { from: p.name, text: p.text, ts: Date.now(), origin: c.memberId })
+      .publish(p.groupId, { from: p.name, text: p.text, ts: Date.now(), origin: c.memberId, ...dedupe })
       .then(
         (m) => {
-          this.metrics.published.inc();
+          if (m.duplicate) this.metrics.sendsDeduplicated.inc();
+          else this.metrics.published.inc();
           this.sendTo(c, { type: 'ack', id: p.id, seq: m.seq });
         },
         (e: unknown) => {

@@ -21,7 +21,8 @@ export type SessionState =
   | { s: 'join_password'; name: string; groupId: string }
   | { s: 'create_name' }
   | { s: 'create_password'; name: string }
-  | { s: 'chat'; name: string; groupId: string }
+  /** `member`: the join id (tokens.ts), this member's identity across resumes: idempotent sends key on it. */
+  | { s: 'chat'; name: string; groupId: string; member: string }
   | { s: 'closed' };
 
 export type Call =
@@ -36,7 +37,7 @@ export type CallFailure = { ok: false; code: ErrorCode; message: string };
 export type CallResult =
   | { ok: true; hasGroups: boolean }
   | { ok: true; exists: boolean }
-  | { ok: true; groupId: string; name: string; token: string; seq: number }
+  | { ok: true; groupId: string; name: string; member: string; token: string; seq: number }
   | { ok: true; names: string[] }
   | CallFailure;
 
@@ -54,6 +55,8 @@ export interface Publish {
   text: string;
   /** The client's own id, echoed in the ack. */
   id: string | number | null;
+  /** The sender's join id: with `id`, a retried send is stored once (the engine's dedupe window). */
+  member: string;
 }
 
 export type Effect =
@@ -179,7 +182,7 @@ function onText(state: SessionState, raw: string, limits: SessionLimits): Out {
       const clean = cleanText(raw, limits);
       if ('empty' in clean) return at(state); // an empty line is not a message
       if ('tooLong' in clean) return at(state, [error('too_large', T.TOO_LARGE)]);
-      return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: null }]);
+      return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: null, member: state.member }]);
     }
     case 'closed':
       return at(state);
@@ -208,11 +211,13 @@ function onOp(state: SessionState, op: ClientOp, limits: SessionLimits): Out {
     case 'resume':
       return calling(state, { call: 'resume', token: op.token, since: op.since });
     case 'send': {
-      if (state.s !== 'chat') return at(state, [error('not_joined', T.NOT_JOINED)]);
+      // Refusals of a send carry its id, like the node's (a client tells which send failed, and for good).
+      const refuse = (code: ErrorCode, message: string): Out => at(state, [send({ type: 'error', code, message, id: op.id ?? null })]);
+      if (state.s !== 'chat') return refuse('not_joined', T.NOT_JOINED);
       const clean = cleanText(op.text, limits);
-      if ('empty' in clean) return at(state, [error('invalid_input', T.EMPTY_MESSAGE)]);
-      if ('tooLong' in clean) return at(state, [error('too_large', T.TOO_LARGE)]);
-      return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: op.id ?? null }]);
+      if ('empty' in clean) return refuse('invalid_input', T.EMPTY_MESSAGE);
+      if ('tooLong' in clean) return refuse('too_large', T.TOO_LARGE);
+      return at(state, [{ kind: 'publish', groupId: state.groupId, name: state.name, text: clean.text, id: op.id ?? null, member: state.member }]);
     }
     case 'who':
       if (state.s !== 'chat') return at(state, [error('not_joined', T.NOT_JOINED)]);
@@ -236,7 +241,7 @@ function onResult(state: SessionState, call: Call, r: CallResult): Out {
     case 'join':
     case 'resume': {
       if (!('token' in r)) return at(state);
-      const chat: SessionState = { s: 'chat', name: r.name, groupId: r.groupId };
+      const chat: SessionState = { s: 'chat', name: r.name, groupId: r.groupId, member: r.member };
       const joined = (via: 'join' | 'create' | 'resume'): Effect =>
         send({ type: 'joined', groupId: r.groupId, name: r.name, token: r.token, seq: r.seq, via });
       // A JSON client moving from one group to another leaves the old one only now that the new one let it in.

@@ -68,7 +68,22 @@ export interface NewMessage {
   text: string;
   ts: number;
   origin: string;
+  /**
+   * Idempotent sends: dedupeKey(member, client id). A message whose key the group saw within its
+   * dedupe window (DEDUPE_WINDOW sends with a key, DEDUPE_TTL_SECONDS) is not stored again: publish
+   * answers the first one's seq with `duplicate: true`. Absent: stored as always.
+   */
+  dedupe?: string;
 }
+
+/** What publish answers: the stored message, or for a retried send the first one's seq (nothing stored). */
+export type Published = StoredMessage & { duplicate?: true };
+
+/**
+ * A send's dedupe key: the sender's join id (unique per member, tokens.ts) and the client's own id,
+ * typed, so the string "1" and the number 1 are two sends. At most 16 + 2 + 64 characters.
+ */
+export const dedupeKey = (member: string, id: string | number): string => `${member} ${typeof id === 'number' ? `n${id}` : `s${id}`}`;
 
 /** What travels on a group's channel besides chat messages. Not stored, no seq. */
 export interface Notice {
@@ -145,8 +160,8 @@ export interface GroupStore {
 
 /** Messages: stored with a seq, kept as bounded history, delivered to every node subscribed to the group. */
 export interface Broker {
-  /** Atomically: next seq, append to bounded history, deliver to subscribers. */
-  publish(groupId: string, msg: NewMessage): Promise<StoredMessage>;
+  /** Atomically: next seq, append to bounded history, deliver to subscribers (once per dedupe key: NewMessage). */
+  publish(groupId: string, msg: NewMessage): Promise<Published>;
   /** A page of history with the top seq, in one round trip (`limit: 0`: only the top). */
   history(groupId: string, q: HistoryQuery): Promise<HistoryPage>;
   /** Register the one handler for every subscribed group's events (once, before subscribing). */

@@ -24,6 +24,7 @@ import {
   type HistoryQuery,
   type NewMessage,
   type Notice,
+  type Published,
   type StoredMessage,
 } from './engine.js';
 import { Journal } from './journal.js';
@@ -32,7 +33,8 @@ import { MemoryThrottle } from './memory-throttle.js';
 type Rec =
   /** A group; `a` its last activity (ms), absent in journals from before retention. */
   | { t: 'g'; id: string; h: string; c: string; at: number; ep?: string; a?: number }
-  | { t: 'm'; g: string; s: number; f: string; x: string; ts: number }
+  /** A message; `k` its dedupe key when it carried a client id (so the window survives a restart). */
+  | { t: 'm'; g: string; s: number; f: string; x: string; ts: number; k?: string }
   /** A join or resume (activity), journalled at most once per ACTIVITY_GRAIN per group. */
   | { t: 'a'; g: string; at: number }
   /** A group removed (idle past retention). */
@@ -53,11 +55,21 @@ interface Group {
   active: number;
   /** The latest activity the journal holds for this group. */
   journalled: number;
+  /** Idempotent sends: dedupe key → seq, oldest first, at most dedupeWindow; cleared once older than dedupeTtlMs. */
+  sent: Map<string, number>;
+  /** When the newest entry of `sent` was added (engine clock, ms). */
+  sentAt: number;
+  /** Writes in flight by dedupe key: a retry racing its original waits for it. */
+  writing: Map<string, Promise<void>>;
 }
 
 export interface MemoryEngineOptions extends GrowthOptions {
   dataDir: string;
   historyLimit: number;
+  /** Idempotent sends: entries remembered per group (DEDUPE_WINDOW; 0 = off). Default 1,000. */
+  dedupeWindow?: number;
+  /** …kept this long after the group's last send with a client id (DEDUPE_TTL_SECONDS, in ms). Default 600,000. */
+  dedupeTtlMs?: number;
   /** `[CHAT REMOVED]` lines. */
   log?: Logger;
 }
@@ -145,7 +157,7 @@ export class MemoryEngine implements Engine {
         if (r.ep === undefined || !isNum(r.a)) this.upgraded = true;
         const active = isNum(r.a) ? r.a : replayedAt;
         const rec = { id: r.id, passwordHash: r.h, creator: r.c, createdAt: r.at, epoch: r.ep ?? newEpoch() };
-        this.groups.set(r.id, { rec, seq: 0, assigned: 0, history: [], bytes: 0, active, journalled: active });
+        this.groups.set(r.id, { rec, seq: 0, assigned: 0, history: [], bytes: 0, active, journalled: active, sent: new Map(), sentAt: 0, writing: new Map() });
         return;
       }
       case 'm': {
@@ -154,6 +166,7 @@ export class MemoryEngine implements Engine {
         g.seq = g.assigned = r.s;
         if (isNum(r.ts)) g.active = g.journalled = Math.max(g.active, r.ts);
         this.push(g, { groupId: r.g, seq: r.s, from: r.f, text: r.x, ts: r.ts, origin: '' });
+        if (typeof r.k === 'string') this.remember(g, r.k, r.s, isNum(r.ts) ? r.ts : replayedAt);
         return;
       }
       case 'a': {
@@ -189,13 +202,29 @@ export class MemoryEngine implements Engine {
     if (drop > 0) g.history.splice(0, drop);
   }
 
+  /** Keep one dedupe key (the newest dedupeWindow per group). */
+  private remember(g: Group, key: string, seq: number, at: number): void {
+    const window = this.opts.dedupeWindow ?? 1000;
+    if (window <= 0) return;
+    g.sent.delete(key);
+    g.sent.set(key, seq);
+    g.sentAt = Math.max(g.sentAt, at);
+    while (g.sent.size > window) g.sent.delete(g.sent.keys().next().value as string);
+  }
+
   private snapshot(): Rec[] {
     // The ID high-water mark first: removed groups' IDs stay taken.
     const out: Rec[] = [{ t: 'n', n: this.nextId }];
     for (const g of this.groups.values()) {
       out.push({ t: 'g', id: g.rec.id, h: g.rec.passwordHash, c: g.rec.creator, at: g.rec.createdAt, ep: g.rec.epoch, a: g.active });
       g.journalled = g.active;
-      for (const m of g.history) out.push({ t: 'm', g: m.groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts });
+      // Dedupe keys go with the messages history still holds (older ones are dropped here).
+      const keys = new Map<number, string>();
+      for (const [k, s] of g.sent) keys.set(s, k);
+      for (const m of g.history) {
+        const k = keys.get(m.seq);
+        out.push({ t: 'm', g: m.groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts, ...(k !== undefined ? { k } : {}) });
+      }
     }
     this.appendsSinceCompaction = 0;
     return out;
@@ -231,7 +260,7 @@ export class MemoryEngine implements Engine {
     const id = String(this.nextId++);
     const full: GroupRecord = { id, ...rec, epoch: newEpoch() };
     const now = this.now();
-    this.groups.set(id, { rec: full, seq: 0, assigned: 0, history: [], bytes: 0, active: now, journalled: now });
+    this.groups.set(id, { rec: full, seq: 0, assigned: 0, history: [], bytes: 0, active: now, journalled: now, sent: new Map(), sentAt: 0, writing: new Map() });
     try {
       await this.write({ t: 'g', id, h: rec.passwordHash, c: rec.creator, at: rec.createdAt, ep: full.epoch, a: now });
     } catch (e) {
@@ -298,13 +327,38 @@ export class MemoryEngine implements Engine {
     return removed;
   }
 
-  async publish(groupId: string, msg: NewMessage): Promise<StoredMessage> {
+  async publish(groupId: string, msg: NewMessage): Promise<Published> {
     const g = this.groups.get(groupId);
     if (!g) throw new Error(`no group ${groupId}`);
-    g.active = Math.max(g.active, this.now());
-    const m: StoredMessage = { groupId, seq: ++g.assigned, ...msg };
+    const { dedupe, ...fields } = msg;
+    const key = dedupe !== undefined && (this.opts.dedupeWindow ?? 1000) > 0 ? dedupe : null;
+    const now = this.now();
+    if (key !== null) {
+      if (now - g.sentAt > (this.opts.dedupeTtlMs ?? 600_000)) g.sent.clear();
+      const first = g.sent.get(key);
+      if (first !== undefined) {
+        // A retry: the first one's seq, once it is stored (if its write failed, this one is the first).
+        const writing = g.writing.get(key);
+        if (writing && !(await writing.then(() => true, () => false))) return this.publish(groupId, msg);
+        return { groupId, seq: first, ...fields, duplicate: true };
+      }
+    }
+    g.active = Math.max(g.active, now);
+    const m: StoredMessage = { groupId, seq: ++g.assigned, ...fields };
     // Journal writes complete in queue order, so deliveries below go out in seq order.
-    await this.write({ t: 'm', g: groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts });
+    const write = this.write({ t: 'm', g: groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts, ...(key !== null ? { k: key } : {}) });
+    if (key !== null) {
+      this.remember(g, key, m.seq, now);
+      g.writing.set(key, write);
+    }
+    try {
+      await write;
+    } catch (e) {
+      if (key !== null && g.sent.get(key) === m.seq) g.sent.delete(key);
+      throw e;
+    } finally {
+      if (key !== null && g.writing.get(key) === write) g.writing.delete(key);
+    }
     g.journalled = Math.max(g.journalled, m.ts);
     g.seq = m.seq;
     this.push(g, m);

@@ -47,28 +47,37 @@ async function nextMessage(inbox: Inbox<ChannelEvent>, what: string): Promise<St
   return ev.message;
 }
 
+/** What a fresh engine may be given besides the defaults. */
+interface FreshOptions {
+  /** DEDUPE_WINDOW. */
+  dedupeWindow?: number;
+}
+
 interface Harness {
   /** A started engine on empty state. */
-  fresh(): Promise<Engine>;
+  fresh(o?: FreshOptions): Promise<Engine>;
   /** A new engine instance on the state `e` left (e is stopped first). */
   reopen(e: Engine): Promise<Engine>;
   close(): Promise<void>;
 }
 
+const envOf = (o: FreshOptions): Record<string, string> => (o.dedupeWindow !== undefined ? { DEDUPE_WINDOW: String(o.dedupeWindow) } : {});
+
 const harnesses: Record<'memory' | 'redis' | 'redis-cluster', () => Promise<Harness>> = {
   memory: async () => {
-    const dirs = new WeakMap<Engine, string>();
-    const open = async (dir: string): Promise<Engine> => {
-      const e = new MemoryEngine({ dataDir: dir, historyLimit: HISTORY_LIMIT });
-      dirs.set(e, dir);
+    const dirs = new WeakMap<Engine, { dir: string; o: FreshOptions }>();
+    const open = async (dir: string, o: FreshOptions): Promise<Engine> => {
+      const e = new MemoryEngine({ dataDir: dir, historyLimit: HISTORY_LIMIT, ...(o.dedupeWindow !== undefined ? { dedupeWindow: o.dedupeWindow } : {}) });
+      dirs.set(e, { dir, o });
       await e.start();
       return e;
     };
     return {
-      fresh: () => open(tempDir('chat-conf-')),
+      fresh: (o = {}) => open(tempDir('chat-conf-'), o),
       reopen: async (e) => {
         await e.stop();
-        return open(dirs.get(e) as string);
+        const was = dirs.get(e) as { dir: string; o: FreshOptions };
+        return open(was.dir, was.o);
       },
       close: async () => undefined,
     };
@@ -76,9 +85,9 @@ const harnesses: Record<'memory' | 'redis' | 'redis-cluster', () => Promise<Harn
   redis: async () => {
     const server = await RedisServer.start();
     return {
-      fresh: async () => {
+      fresh: async (o = {}) => {
         await server.admin.flushall();
-        const e = redisEngine(server);
+        const e = redisEngine(server, 'conf-a', envOf(o));
         await e.start();
         return e;
       },
@@ -94,9 +103,9 @@ const harnesses: Record<'memory' | 'redis' | 'redis-cluster', () => Promise<Harn
   'redis-cluster': async () => {
     const cluster = await RedisClusterServer.start(3);
     return {
-      fresh: async () => {
+      fresh: async (o = {}) => {
         await cluster.flushall();
-        const e = redisEngine(cluster);
+        const e = redisEngine(cluster, 'conf-a', envOf(o));
         await e.start();
         return e;
       },
@@ -115,8 +124,8 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
   describe(`engine conformance: ${name}`, () => {
     let h: Harness;
     const open: Engine[] = [];
-    const fresh = async (): Promise<Engine> => {
-      const e = await h.fresh();
+    const fresh = async (o?: FreshOptions): Promise<Engine> => {
+      const e = await h.fresh(o);
       open.push(e);
       return e;
     };
@@ -196,6 +205,53 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
         const seqs = (await Promise.all(Array.from({ length: 20 }, (_, i) => e.publish(g, msg('ann', `c${i}`))))).map((m) => m.seq);
         assert.deepEqual([...seqs].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 3));
         assert.equal(await top(e, g), 22);
+      });
+
+      test('idempotent sends: a retry of a dedupe key is answered with the first seq, not stored or delivered again; other keys and keyless sends are stored', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const other = (await e.createGroup(rec('bob'))).id;
+        const inbox = await listen(e, g);
+        const keyed = (text: string, key: string) => ({ ...msg('ann', text), dedupe: key });
+        const first = await e.publish(g, keyed('once', 'J1 s1'));
+        assert.equal(first.seq, 1);
+        assert.equal(first.duplicate, undefined);
+        const again = await e.publish(g, keyed('once', 'J1 s1'));
+        assert.equal(again.seq, 1, 'the retry is answered with the first seq');
+        assert.equal(again.duplicate, true);
+        // The same client id from another member (join id), or a keyless message, is a message of its own.
+        assert.equal((await e.publish(g, keyed('theirs', 'J2 s1'))).seq, 2);
+        assert.equal((await e.publish(g, msg('ann', 'plain'))).seq, 3);
+        assert.equal((await e.publish(g, msg('ann', 'plain'))).seq, 4);
+        // Keys are per group.
+        assert.equal((await e.publish(other, keyed('elsewhere', 'J1 s1'))).seq, 1);
+        // Retries racing each other (and their first) store one message.
+        const raced = await Promise.all(Array.from({ length: 6 }, () => e.publish(g, keyed('raced', 'J1 s2'))));
+        assert.deepEqual(new Set(raced.map((m) => m.seq)), new Set([5]));
+        assert.equal(raced.filter((m) => !m.duplicate).length, 1, 'one of them stored it');
+        assert.equal(await top(e, g), 5);
+        assert.deepEqual((await page(e, g, { limit: 10 })).map((m) => m.text), ['once', 'theirs', 'plain', 'plain', 'raced']);
+        const delivered: number[] = [];
+        for (let i = 0; i < 5; i++) delivered.push((await nextMessage(inbox, `message ${i + 1}`)).seq);
+        assert.deepEqual(delivered, [1, 2, 3, 4, 5], 'each stored message delivered once');
+        await e.publish(g, msg('ann', 'marker'));
+        assert.equal((await nextMessage(inbox, 'the marker')).seq, 6, 'no second delivery of a retried send came before it');
+      });
+
+      test('idempotent sends: the window keeps the newest DEDUPE_WINDOW keys per group, and survives a reopen', async () => {
+        let e = await fresh({ dedupeWindow: 3 });
+        const g = (await e.createGroup(rec('ann'))).id;
+        for (let i = 1; i <= 4; i++) assert.equal((await e.publish(g, { ...msg('ann', `k${i}`), dedupe: `J s${i}` })).seq, i);
+        // k1 fell out of the window (three newest kept): its retry is stored again. k2..k4 are not.
+        for (const i of [4, 3, 2]) assert.deepEqual(await e.publish(g, { ...msg('ann', `k${i}`), dedupe: `J s${i}` }).then((m) => [m.seq, m.duplicate]), [i, true]);
+        const late = await e.publish(g, { ...msg('ann', 'k1'), dedupe: 'J s1' });
+        assert.deepEqual([late.seq, late.duplicate], [5, undefined], 'outside the window: a new message');
+        e = await h.reopen(e);
+        open.push(e);
+        // The newest three (k3, k4 and the re-stored k1) are still known after a restart.
+        for (const [key, seq] of [['J s3', 3], ['J s4', 4], ['J s1', 5]] as const)
+          assert.deepEqual(await e.publish(g, { ...msg('ann', 'again'), dedupe: key }).then((m) => [m.seq, m.duplicate]), [seq, true], key);
+        assert.equal(await top(e, g), 5);
       });
 
       test('publish to a group that does not exist fails and stores nothing', async () => {

@@ -448,7 +448,8 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
         assert.equal(delta('eval'), 0, 'no script reloads');
         for (const c of ['hmget', 'hset', 'xadd', 'publish']) assert.equal(delta(c) + delta(c === 'publish' ? 'spublish' : '_'), 40, `one ${c} per message`);
         for (const c of ['hget', 'hexists', 'hincrby']) assert.equal(delta(c), 0, `no ${c}`);
-        assert.equal(delta('zadd'), 0, 'the index is not touched per message');
+        assert.equal(delta('zadd'), 0, 'the index is not touched per message (and no dedupe window without a client id)');
+        assert.equal(delta('zscore'), 0, 'no dedupe lookup without a client id');
         assert.equal((await e.history(g, { limit: 100 })).messages.length, 10);
       });
     }

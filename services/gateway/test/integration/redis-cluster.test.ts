@@ -109,7 +109,7 @@ describe('three gateways, one Redis', () => {
     await until(async () => (await numsub(groupId)) === 2, 5000, 'node 1 to unsubscribe after its last member left');
   });
 
-  test('a published message costs one Redis round trip (one EVALSHA), whatever the group size', async (t) => {
+  test('a published message costs one Redis round trip (one EVALSHA), whatever the group size; a client id adds four commands inside it', async (t) => {
     const a = await open(0);
     const groupId = await a.create('Eli', 'pw-cost');
     for (const [node, name] of [[1, 'f'], [2, 'g'], [2, 'h']] as const) {
@@ -118,23 +118,46 @@ describe('three gateways, one Redis', () => {
     }
     await a.sayOk('warm-up'); // loads the script into Redis's cache (EVALSHA, else EVAL once)
     const N = 200;
-    const before = await cl.redis.commandCalls();
-    for (let i = 0; i < N; i++) await a.sayOk(`m${i}`);
-    const afterCalls = await cl.redis.commandCalls();
-    const delta = new Map<string, number>();
-    for (const [cmd, n] of afterCalls) if (n - (before.get(cmd) ?? 0) > 0) delta.set(cmd, n - (before.get(cmd) ?? 0));
-    delta.delete('info'); // our own INFO
-    t.diagnostic(`commandstats delta for ${N} messages, group with members on 3 nodes: ${JSON.stringify(Object.fromEntries(delta))}`);
-    assert.equal(delta.get('evalsha'), N, 'one EVALSHA (round trip) per message');
-    assert.equal(delta.get('eval'), undefined, 'no script reloads');
-    assert.equal(delta.get('xadd'), N);
-    assert.equal(delta.get('publish'), N, 'one PUBLISH per message, not one per member or node');
-    // The script's own commands: one read (seq and the byte total), one write, the stream; trimming
-    // reads only what it drops (HISTORY_LIMIT=100 here: once full, one entry per message).
-    assert.equal(delta.get('hmget'), N);
-    assert.equal(delta.get('hset'), N);
-    assert.ok((delta.get('xrange') ?? 0) <= N, 'at most one XRANGE per message');
-    for (const c of ['hget', 'hexists', 'hincrby', 'hdel']) assert.equal(delta.get(c), undefined, `no ${c}`);
+    /** INFO commandstats difference over `run` (our own INFO left out). */
+    const measure = async (run: () => Promise<void>): Promise<Map<string, number>> => {
+      const before = await cl.redis.commandCalls();
+      await run();
+      const afterCalls = await cl.redis.commandCalls();
+      const delta = new Map<string, number>();
+      for (const [cmd, n] of afterCalls) if (n - (before.get(cmd) ?? 0) > 0) delta.set(cmd, n - (before.get(cmd) ?? 0));
+      delta.delete('info');
+      return delta;
+    };
+    // Sends with a client id (idempotent: the dedupe window), then the same without one.
+    const keyed = await measure(async () => {
+      for (let i = 0; i < N; i++) await a.sayOk(`m${i}`);
+    });
+    const keyless = await measure(async () => {
+      for (let i = 0; i < N; i++) {
+        a.ws.sendJson({ op: 'send', text: `p${i}` });
+        await a.events.take((e) => e.type === 'ack' && e['id'] === null, 5000, `keyless ack ${i}`);
+      }
+    });
+    t.diagnostic(`commandstats delta for ${N} messages with a client id, group with members on 3 nodes: ${JSON.stringify(Object.fromEntries(keyed))}`);
+    t.diagnostic(`commandstats delta for ${N} messages without one: ${JSON.stringify(Object.fromEntries(keyless))}`);
+    for (const delta of [keyed, keyless]) {
+      assert.equal(delta.get('evalsha'), N, 'one EVALSHA (round trip) per message');
+      assert.equal(delta.get('eval'), undefined, 'no script reloads');
+      assert.equal(delta.get('xadd'), N);
+      assert.equal(delta.get('publish'), N, 'one PUBLISH per message, not one per member or node');
+      // The script's own commands: one read (seq and the byte total), one write, the stream; trimming
+      // reads only what it drops (HISTORY_LIMIT=100 here: once full, one entry per message).
+      assert.equal(delta.get('hmget'), N);
+      assert.equal(delta.get('hset'), N);
+      assert.ok((delta.get('xrange') ?? 0) <= N, 'at most one XRANGE per message');
+      for (const c of ['hget', 'hexists', 'hincrby', 'hdel']) assert.equal(delta.get(c), undefined, `no ${c}`);
+    }
+    // The dedupe window, inside the same script: look the id up, remember it, trim, renew the TTL.
+    for (const c of ['zscore', 'zadd', 'zremrangebyrank']) assert.equal(keyed.get(c), N, `one ${c} per message with a client id`);
+    // PEXPIRE: one per keyed message, plus the presence heartbeats' few (they run without messages too).
+    const heartbeatPexpire = keyless.get('pexpire') ?? 0;
+    assert.ok((keyed.get('pexpire') ?? 0) >= N && (keyed.get('pexpire') ?? 0) <= N + heartbeatPexpire + 10, 'one PEXPIRE per keyed message');
+    for (const c of ['zscore', 'zadd', 'zremrangebyrank']) assert.equal(keyless.get(c), undefined, `no ${c} without a client id`);
     assert.equal(await numsub(groupId), 3);
   });
 });

@@ -195,7 +195,7 @@ describe('calls: resume', () => {
   test("a token of another life of the group, of a removed group, or past the maximum age is invalid_token; renewal keeps the auth time", async () => {
     const { calls, store } = setup({ TOKEN_MAX_AGE_SECONDS: '60' });
     const g = await groupWith(store, 'x');
-    const tok = (epoch: string, authAt: number): string => issueToken(SECRET, { groupId: g.id, name: 'M', epoch, authAt }, 60_000);
+    const tok = (epoch: string, authAt: number): string => issueToken(SECRET, { groupId: g.id, name: 'M', epoch, authAt, joinId: 'J'.repeat(16) }, 60_000);
     store.tops.set(g.id, 7);
     const ok = await calls.perform(from('203.0.113.50'), { call: 'resume', token: tok(g.epoch, Date.now() - 1000), since: 0 });
     assert.equal(code(ok), 'ok');
@@ -203,6 +203,8 @@ describe('calls: resume', () => {
     const renewed = ok.ok && 'token' in ok ? ok.token : '';
     const claims = JSON.parse(Buffer.from(renewed.split('.')[0] as string, 'base64url').toString()) as { a: number };
     assert.ok(Date.now() - claims.a >= 1000, 'the renewed token keeps the original auth time');
+    assert.ok(ok.ok && 'member' in ok && ok.member === 'J'.repeat(16), 'a resume is the same member (its join id)');
+    assert.equal((claims as { j?: string }).j, 'J'.repeat(16), 'the renewed token keeps the join id');
     assert.equal(code(await calls.perform(from('203.0.113.50'), { call: 'resume', token: tok('another-life', Date.now()), since: 0 })), 'invalid_token');
     assert.equal(code(await calls.perform(from('203.0.113.50'), { call: 'resume', token: tok(g.epoch, Date.now() - 61_000), since: 0 })), 'invalid_token');
     store.groups.delete(g.id);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
 import { hashPassword, verifyPassword } from '../../src/passwords.js';
-import { issueToken, verifyToken } from '../../src/tokens.js';
+import { issueToken, newJoinId, verifyToken } from '../../src/tokens.js';
 
 test('scrypt hashes are salted, self-describing and verify only the right password', async () => {
   const a = await hashPassword('hunter2', 1024);
@@ -23,7 +23,7 @@ test('the OWASP default cost (N=2^17) works within scrypt memory limits', async 
 
 test('resume tokens verify with the right secret only, carry the epoch and auth time, and expire', () => {
   const S = 's'.repeat(32);
-  const claims = { groupId: '4', name: 'Maya', epoch: 'ep0', authAt: 500 };
+  const claims = { groupId: '4', name: 'Maya', epoch: 'ep0', authAt: 500, joinId: 'J'.repeat(16) };
   const t = issueToken(S, claims, 60_000, 1_000);
   assert.deepEqual(verifyToken([S], t, 2_000), { ...claims, exp: 61_000 });
   assert.equal(verifyToken(['t'.repeat(32)], t, 2_000), null);
@@ -38,7 +38,7 @@ test('resume tokens verify with the right secret only, carry the epoch and auth 
 
 test('resume tokens have one canonical encoding: padded, spaced or re-encoded signatures are refused', () => {
   const S = 's'.repeat(32);
-  const t = issueToken(S, { groupId: '4', name: 'Maya', epoch: 'ep0', authAt: 500 }, 60_000, 1_000);
+  const t = issueToken(S, { groupId: '4', name: 'Maya', epoch: 'ep0', authAt: 500, joinId: 'J'.repeat(16) }, 60_000, 1_000);
   const [body, mac] = t.split('.') as [string, string];
   // The last base64url character of a 32-byte MAC carries 2 spare bits: flipping them decodes to the same bytes.
   const last = mac.at(-1) as string;
@@ -57,6 +57,21 @@ test('a token from before epochs still verifies (epoch and auth time null); half
     const b = Buffer.from(JSON.stringify(claims)).toString('base64url');
     return `${b}.${createHmac('sha256', S).update(b).digest('base64url')}`;
   };
-  assert.deepEqual(verifyToken([S], sign({ g: '1', n: 'Old', e: 9_000 }), 2_000), { groupId: '1', name: 'Old', epoch: null, authAt: null, exp: 9_000 });
+  assert.deepEqual(verifyToken([S], sign({ g: '1', n: 'Old', e: 9_000 }), 2_000), { groupId: '1', name: 'Old', epoch: null, authAt: null, exp: 9_000, joinId: null });
   assert.equal(verifyToken([S], sign({ g: '1', n: 'Old', p: 'x', e: 9_000 }), 2_000), null);
+});
+
+test('a token carries the join id; one from before join ids has none (null); a malformed one is refused', () => {
+  const S = 's'.repeat(32);
+  const sign = (claims: object): string => {
+    const b = Buffer.from(JSON.stringify(claims)).toString('base64url');
+    return `${b}.${createHmac('sha256', S).update(b).digest('base64url')}`;
+  };
+  const j = newJoinId();
+  assert.match(j, /^[A-Za-z0-9_-]{16}$/);
+  assert.notEqual(newJoinId(), j, 'random per join');
+  assert.equal(verifyToken([S], sign({ g: '1', n: 'A', p: 'x', a: 1, e: 9_000, j }), 2_000)?.joinId, j);
+  assert.equal(verifyToken([S], sign({ g: '1', n: 'A', p: 'x', a: 1, e: 9_000 }), 2_000)?.joinId, null);
+  for (const bad of [5, '', 'short', 'x'.repeat(17), 'bad chars!!!!!!!'])
+    assert.equal(verifyToken([S], sign({ g: '1', n: 'A', p: 'x', a: 1, e: 9_000, j: bad }), 2_000), null, JSON.stringify(bad));
 });

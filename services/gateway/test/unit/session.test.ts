@@ -73,7 +73,7 @@ describe('text menu flow', () => {
       text('nope'),
       fail('wrong_password'),
       text('1234'),
-      ok({ groupId: '0', name: 'Maya', token: 't', seq: 7 }),
+      ok({ groupId: '0', name: 'Maya', member: 'm1', token: 't', seq: 7 }),
     ]);
     assert.deepEqual(kinds(effects), [
       'call:hasGroups',
@@ -94,7 +94,7 @@ describe('text menu flow', () => {
     const join = effects.filter((e) => e.kind === 'call' && e.call.call === 'join').pop();
     assert.deepEqual(join, { kind: 'call', call: { call: 'join', name: 'Maya', groupId: '0', password: '1234', history: 'recent' } });
     assert.deepEqual(effects.at(-1), { kind: 'attach', groupId: '0', name: 'Maya', history: 'recent' });
-    assert.deepEqual(s.state, { s: 'chat', name: 'Maya', groupId: '0' });
+    assert.deepEqual(s.state, { s: 'chat', name: 'Maya', groupId: '0', member: 'm1' });
   });
 
   test('option 2: empty or over-long names and empty passwords are refused, then the group is created', () => {
@@ -105,7 +105,7 @@ describe('text menu flow', () => {
       text('Adina'),
       text(''),
       text('1234'),
-      ok({ groupId: '0', name: 'Adina', token: 't', seq: 0 }),
+      ok({ groupId: '0', name: 'Adina', member: 'm1', token: 't', seq: 0 }),
     ]);
     assert.deepEqual(kinds(effects), [
       'send:prompt',
@@ -123,16 +123,16 @@ describe('text menu flow', () => {
   });
 
   test('chat: lines become publish effects (sanitised, no wait), /who and /quit, empty lines ignored, long lines refused', () => {
-    const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3' }, pending: null };
+    const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3', member: 'm1' }, pending: null };
     const { effects } = run([text('hi\x1b[31m!'), text('again'), text('   '), text('x'.repeat(11)), text('/who'), ok({ names: ['A'] })], chat);
     assert.deepEqual(kinds(effects), ['publish', 'publish', 'send:error', 'call:who', 'send:members']);
-    assert.deepEqual(effects[0], { kind: 'publish', groupId: '3', name: 'A', text: 'hi!', id: null });
+    assert.deepEqual(effects[0], { kind: 'publish', groupId: '3', name: 'A', text: 'hi!', id: null, member: 'm1' });
     const quit = run([text('/quit')], chat);
     assert.deepEqual(kinds(quit.effects), ['detach', 'send:bye', 'close']);
   });
 
   test('a dropped connection in chat detaches; in the menu it just ends', () => {
-    const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3' }, pending: null };
+    const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3', member: 'm1' }, pending: null };
     assert.deepEqual(run([{ kind: 'closed' }], chat).effects, [{ kind: 'detach' }]);
     assert.deepEqual(run([{ kind: 'closed' }]).effects, []);
   });
@@ -147,9 +147,9 @@ describe('JSON ops', () => {
   const op = (o: object): Input => ({ kind: 'op', op: o as never });
 
   test('create → created, joined, attach; join with since → attach since', () => {
-    const c = run([op({ op: 'create', name: 'A', password: 'p' }), ok({ groupId: '4', name: 'A', token: 'tk', seq: 0 })]);
+    const c = run([op({ op: 'create', name: 'A', password: 'p' }), ok({ groupId: '4', name: 'A', member: 'm1', token: 'tk', seq: 0 })]);
     assert.deepEqual(kinds(c.effects), ['call:create', 'send:created', 'send:joined', 'attach']);
-    const j = run([op({ op: 'join', name: 'B', groupId: '4', password: 'p', since: 2 }), ok({ groupId: '4', name: 'B', token: 'tk', seq: 5 })]);
+    const j = run([op({ op: 'join', name: 'B', groupId: '4', password: 'p', since: 2 }), ok({ groupId: '4', name: 'B', member: 'm1', token: 'tk', seq: 5 })]);
     assert.deepEqual(j.effects.at(-1), { kind: 'attach', groupId: '4', name: 'B', history: { since: 2 } });
   });
 
@@ -164,13 +164,13 @@ describe('JSON ops', () => {
 
   // PROTOCOL.md §3 (issue 8): a refused create or join changes nothing else; a JSON client in a group stays in it.
   test('a join while in a group leaves the old group only once the new one let it in; a refused one stays', () => {
-    const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3' }, pending: null };
+    const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3', member: 'm1' }, pending: null };
     for (const code of ['wrong_password', 'busy', 'rate_limited', 'unavailable']) {
       const { s, effects } = run([op({ op: 'join', name: 'A', groupId: '5', password: 'p' }), fail(code)], chat);
       assert.deepEqual(kinds(effects), ['call:join', 'send:error'], code);
-      assert.deepEqual(s.state, { s: 'chat', name: 'A', groupId: '3' }, code);
+      assert.deepEqual(s.state, { s: 'chat', name: 'A', groupId: '3', member: 'm1' }, code);
     }
-    const joined = run([op({ op: 'join', name: 'A', groupId: '5', password: 'p' }), ok({ groupId: '5', name: 'A', token: 't', seq: 0 })], chat);
+    const joined = run([op({ op: 'join', name: 'A', groupId: '5', password: 'p' }), ok({ groupId: '5', name: 'A', member: 'm1', token: 't', seq: 0 })], chat);
     assert.deepEqual(kinds(joined.effects), ['call:join', 'detach', 'send:joined', 'attach']);
     const created = run([op({ op: 'create', name: 'A', password: 'p' }), fail('group_limit')], chat);
     assert.deepEqual(kinds(created.effects), ['call:create', 'send:error']);
@@ -188,9 +188,9 @@ describe('JSON ops', () => {
   });
 
   test('send carries the client id to the publish effect; engine trouble on a call is an error, not silence', () => {
-    const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3' }, pending: null };
+    const chat: Session = { state: { s: 'chat', name: 'A', groupId: '3', member: 'm1' }, pending: null };
     const a = run([op({ op: 'send', text: 'hey', id: 'c1' })], chat);
-    assert.deepEqual(a.effects, [{ kind: 'publish', groupId: '3', name: 'A', text: 'hey', id: 'c1' }]);
+    assert.deepEqual(a.effects, [{ kind: 'publish', groupId: '3', name: 'A', text: 'hey', id: 'c1', member: 'm1' }]);
     const b = run([op({ op: 'who' }), fail('unavailable', 'down')], chat);
     assert.deepEqual(sends(b.effects), [{ type: 'error', code: 'unavailable', message: 'down' }]);
   });

@@ -51,6 +51,13 @@ export interface GroupKeys {
   history: string;
   /** Hash: member ID → `<instance> <name>`. */
   members: string;
+  /**
+   * Sorted set of the group's recent sends that carried a client id: member `<join id> <client id>`
+   * (engine.ts dedupeKey), score the seq it was stored as. The newest DEDUPE_WINDOW entries, with a
+   * TTL of DEDUPE_TTL_SECONDS renewed by each such send (so it also goes, at the latest by then,
+   * after its group is removed).
+   */
+  sent: string;
   /** Pub/sub channel: chat messages and join/leave notices. */
   channel: string;
   /**
@@ -70,6 +77,7 @@ export function groupKeys(id: string): GroupKeys {
     meta: base,
     history: `${base}:history`,
     members: `${base}:members`,
+    sent: `${base}:sent`,
     channel: `${base}:ch`,
     owned: `${base}:owned`,
   };

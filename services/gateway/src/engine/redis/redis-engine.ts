@@ -25,6 +25,7 @@ import {
   type GroupRecord,
   type HistoryQuery,
   type NewMessage,
+  type Published,
   type Notice,
   type StoredMessage,
 } from '../engine.js';
@@ -399,19 +400,36 @@ export class RedisEngine implements Engine {
     return 'changed';
   }
 
-  async publish(groupId: string, msg: NewMessage): Promise<StoredMessage> {
+  async publish(groupId: string, msg: NewMessage): Promise<Published> {
     if (!isGroupId(groupId)) throw new Error(`no group ${groupId}`);
     const k = groupKeys(groupId);
     // One serialised form for the stream entry and (with the seq put in front) the channel payload.
     const body = JSON.stringify({ from: msg.from, text: msg.text, ts: msg.ts, origin: msg.origin });
     const pub = this.backend?.publishCommand ?? 'PUBLISH';
-    const seq = await this.call((r) =>
-      r.chatPublish(k.meta, k.history, k.channel, this.config.historyLimit, body, pub, this.now(), this.config.historyMaxBytes, textBytes(msg.text)),
+    const { dedupeWindow, dedupeTtlSeconds } = this.config;
+    const sent = msg.dedupe !== undefined && dedupeWindow > 0 ? msg.dedupe : '';
+    const reply = await this.call((r) =>
+      r.chatPublish(
+        k.meta,
+        k.history,
+        k.sent,
+        k.channel,
+        this.config.historyLimit,
+        body,
+        pub,
+        this.now(),
+        this.config.historyMaxBytes,
+        textBytes(msg.text),
+        sent,
+        dedupeWindow,
+        dedupeTtlSeconds * 1000,
+      ),
     ).catch((e: unknown) => {
       if (e instanceof Error && e.message.startsWith('redis: NOGROUP')) throw new Error(`no group ${groupId}`);
       throw e;
     });
-    return { groupId, seq, ...msg };
+    const { dedupe: _, ...stored } = msg;
+    return reply < 0 ? { groupId, seq: -reply, ...stored, duplicate: true } : { groupId, seq: reply, ...stored };
   }
 
   /** The page and the top seq in one MULTI (the keys share a slot): one round trip, one instant. */

@@ -14,7 +14,7 @@ function lua(name: string): string {
 
 const SCRIPTS = {
   chatCreateGroup: { file: 'create_group', keys: 1 },
-  chatPublish: { file: 'publish', keys: 2 },
+  chatPublish: { file: 'publish', keys: 3 },
   chatSweepMembers: { file: 'sweep_members', keys: 1 },
   // Bounded growth: the group index, activity, retention.
   chatReserveGroup: { file: 'reserve_group', keys: 1 },
@@ -31,9 +31,11 @@ type Arg = string | number;
 
 export interface ScriptCommands {
   chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg, epoch: string, now: Arg): Promise<number>;
+  /** The seq; minus the original's seq for a retried send (`sentMember` already in `sent`). */
   chatPublish(
     meta: string,
     history: string,
+    sent: string,
     channel: string,
     limit: Arg,
     messageJson: string,
@@ -41,6 +43,9 @@ export interface ScriptCommands {
     now: Arg,
     maxBytes: Arg,
     textBytes: Arg,
+    sentMember: string,
+    sentWindow: Arg,
+    sentTtlMs: Arg,
   ): Promise<number>;
   chatSweepMembers(members: string, instance: string): Promise<string[]>;
   /** 1 added to the index, 0 the ceiling is reached, 2 the ID is already there (taken). */

@@ -9,10 +9,14 @@
 -- ARGV[5] now (ms): the group's last activity
 -- ARGV[6] history bound in text bytes (0 = count only)
 -- ARGV[7] this message's text in UTF-8 bytes
+-- Idempotent sends: KEYS[3] the group's sorted set of recent sends that carried a client id
+-- (member "<join id> <client id>", score its seq), ARGV[8] this send's member ('' = no client id:
+-- no check, nothing kept), ARGV[9] entries kept (the newest), ARGV[10] the set's TTL (ms).
 -- Stored as stream entry `<seq>-0` with fields `m` = ARGV[3], `n` = ARGV[7];
 -- published as {"t":"m","seq":<seq>, ...the same fields}.
 -- Past either bound the oldest entries go, but never the newest one.
--- Reply: the message's seq, or a NOGROUP error.
+-- Reply: the message's seq, or a NOGROUP error; for a send whose member is in the set already,
+-- minus the seq it was stored as (nothing written, nothing published).
 -- Commands per message once the history is full: HMGET, XADD, XLEN, XRANGE of the
 -- one entry that goes, XTRIM, HSET, PUBLISH (the byte total rides on the HSET).
 -- One read for the existence check (seq) and whether the byte total is kept (hb).
@@ -20,6 +24,12 @@ local meta = redis.call('HMGET', KEYS[1], 'seq', 'hb')
 local cur = meta[1]
 if not cur then
   return redis.error_reply('NOGROUP no such group')
+end
+-- A retried send (same member, same client id) within the window: the original's seq, negated.
+local sent = ARGV[8]
+if sent ~= '' then
+  local first = redis.call('ZSCORE', KEYS[3], sent)
+  if first then return -tonumber(first) end
 end
 local seq = string.format('%d', tonumber(cur) + 1)
 local limit = tonumber(ARGV[2])
@@ -97,6 +107,13 @@ if hbKept then
   redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5], 'hb', hbKept)
 else
   redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5])
+end
+
+-- Remember this send for its retries: the newest ARGV[9] entries, gone ARGV[10] ms after the last.
+if sent ~= '' then
+  redis.call('ZADD', KEYS[3], seq, sent)
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[9]) - 1)
+  redis.call('PEXPIRE', KEYS[3], ARGV[10])
 end
 
 local pub = 'PUBLISH'
