@@ -16,6 +16,7 @@ import {
   CLOSE_MENU_TIMEOUT,
   CLOSE_POLICY,
   CLOSE_RESTART,
+  CLOSE_TRY_AGAIN,
   type ClientInput,
   type Conn,
   type Fanout,
@@ -363,9 +364,22 @@ export class ChatNode implements Gate {
   // ---- group membership and fan-out ----
 
   private async attach(c: Client, groupId: string, name: string, history: HistoryFrom): Promise<void> {
-    const joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs) => {
-      for (const m of msgs) this.sendTo(c, { type: 'message', ...m });
-    });
+    let joined: boolean;
+    try {
+      joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs) => {
+        for (const m of msgs) this.sendTo(c, { type: 'message', ...m });
+      });
+    } catch (e) {
+      if (!(e instanceof EngineUnavailableError)) throw e;
+      // Redis went away between the join/resume and its history read: the client was told
+      // `joined` but holds no history, so it must come back (resume again) rather than chat on
+      // with a hole. Not a session failure (1011): `unavailable`, then 1013 Try Again Later.
+      this.metrics.engineErrors.inc({ op: 'attach' });
+      this.log.warn({ conn: c.memberId, groupId }, 'attach failed: engine unavailable');
+      this.sendTo(c, { type: 'error', code: 'unavailable', message: T.UNAVAILABLE });
+      c.conn.end(CLOSE_TRY_AGAIN, T.CLOSE_UNAVAILABLE);
+      return;
+    }
     if (!joined) return;
     c.name = name;
     await this.bestEffort('presence', async () => {

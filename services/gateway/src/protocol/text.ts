@@ -85,3 +85,4 @@ export const CLOSE_RATE_LIMIT = 'rate limit';
 export const CLOSE_INTERNAL_ERROR = 'internal error';
 export const CLOSE_MENU_TIMEOUT = 'menu timeout';
 export const CLOSE_RESTARTING = 'server restarting';
+export const CLOSE_UNAVAILABLE = 'chat unavailable, try again later';

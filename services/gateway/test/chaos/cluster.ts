@@ -156,6 +156,19 @@ export class ChaosCluster {
     return n;
   }
 
+  /** Sum of one metric's samples (all label sets) on a gateway; 0 when it does not answer. */
+  async metric(i: number, name: string, labels = ''): Promise<number> {
+    try {
+      const g = this.gws[i] as Gateway;
+      const text = await (await fetch(`http://127.0.0.1:${g.metricsPort}/metrics`)).text();
+      let n = 0;
+      for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\}\\s+(\\S+)`, 'gm'))) if ((m[1] ?? '').includes(labels)) n += Number(m[2]);
+      return n;
+    } catch {
+      return 0;
+    }
+  }
+
   async readyz(i: number): Promise<number> {
     try {
       return (await (this.gws[i] as Gateway).http('/readyz')).status;

@@ -54,7 +54,7 @@ export interface Backoff {
   maxMs: number;
 }
 
-export const DEFAULT_BACKOFF: Backoff = { initialMs: 100, maxMs: 2000 };
+export const DEFAULT_BACKOFF: Backoff = { initialMs: 100, maxMs: 5000 };
 
 /** The one place that picks the client implementation: the project's client library (services/client/src/resume.ts). */
 export function createMember(spec: MemberSpec, events: MemberEvents, backoff: Backoff = DEFAULT_BACKOFF): ChatMember {

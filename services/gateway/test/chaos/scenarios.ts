@@ -66,14 +66,21 @@ export async function acksGrow(fleet: Fleet, n: number, ms: number, what: string
 /** Wait until no member is cut off and every member is in its group again. */
 export async function allBack(fleet: Fleet, ms: number): Promise<FleetStats> {
   let last: FleetStats | null = null;
-  await until(
-    async () => {
-      last = await fleet.stats();
-      return last.down === 0 && last.connected === last.members;
-    },
-    ms,
-    'every member to be back in its group',
-  );
+  try {
+    await until(
+      async () => {
+        last = await fleet.stats();
+        return last.down === 0 && last.connected === last.members;
+      },
+      ms,
+      'every member to be back in its group',
+    );
+  } catch (e) {
+    const s = last as FleetStats | null;
+    throw new Error(
+      `${e instanceof Error ? e.message : String(e)}: ${s ? `${s.connected} of ${s.members} in their group, ${s.down} cut off, ${s.pending} sends pending; closes ${fmtCodes(s.closes)}; errors ${fmtCodes(s.errors)}; failed reconnects ${fmtCodes(s.connectFailures)}` : 'no stats'}`,
+    );
+  }
   return last as unknown as FleetStats;
 }
 
@@ -136,7 +143,23 @@ export async function runScenario(s: Scenario, load: Load, log: (line: string) =
         `closes ${fmtCodes(stats.closes) || '-'}; errors ${fmtCodes(stats.errors) || '-'}; ${violations.length === 0 ? 'PASS' : `FAIL: ${violations.join('; ')}`}`,
     );
     for (const x of result.samples) log(`[${s.name}]   ${x}`);
+    for (const l of balancerEvents(cluster)) log(`[${s.name}]   haproxy: ${l}`);
     return row;
+  } catch (e) {
+    // What the gateways said last at warn level or above, to go with the failure.
+    cluster.gws.forEach((g, i) => {
+      const bad = g.output.filter((l) => /"level":(4|5|6)0/.test(l));
+      const kinds = new Map<string, number>();
+      for (const l of bad) {
+        const m = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 80);
+        kinds.set(m, (kinds.get(m) ?? 0) + 1);
+      }
+      log(`[${s.name}] gw${i + 1} warnings/errors: ${[...kinds].map(([m, n]) => `${m} ×${n}`).join('; ') || 'none'}`);
+      const last = bad.filter((l) => /"level":(5|6)0/.test(l)).slice(-2);
+      for (const l of last) log(`[${s.name}]   ${l.slice(0, 600)}`);
+    });
+    for (const l of balancerEvents(cluster)) log(`[${s.name}]   haproxy: ${l}`);
+    throw e;
   } finally {
     await fleet?.stop().catch(() => undefined);
     await cluster.stop();
@@ -144,6 +167,17 @@ export async function runScenario(s: Scenario, load: Load, log: (line: string) =
 }
 
 export { fmtCodes };
+
+/** HAProxy's server state changes (DOWN/UP/NOLB, with the check's reason), for the log. */
+export function balancerEvents(cluster: ChaosCluster): string[] {
+  return cluster.lbs.flatMap((l, i) =>
+    l.output
+      .join('')
+      .split('\n')
+      .filter((x) => /Server gateways_(ws|tcp)\/gw\d+ is /.test(x) && x.includes('gateways_ws'))
+      .map((x) => `lb${i + 1} ${x.replace(/^.*Server /, '').slice(0, 160)}`),
+  );
+}
 
 // ---- the faults ----
 
@@ -236,6 +270,9 @@ export function freezeRedis(seconds: number): Scenario {
       await until(async () => (await Promise.all(cluster.gws.map((_, i) => cluster.readyz(i)))).every((s) => s === 200), 30_000, 'every /readyz 200 after SIGCONT');
       await cluster.waitBalancers(cluster.gws.map((_, i) => `gw${i + 1}`), 'UP', 30_000);
       ctx.notes.push(`ready again ${((Date.now() - thawed) / 1000).toFixed(1)} s after SIGCONT`);
+      const refusedSends = (await Promise.all(cluster.gws.map((_, i) => cluster.metric(i, 'chat_engine_errors_total', 'op="publish"')))).reduce((a, b) => a + b, 0);
+      ctx.notes.push(`${refusedSends} sends answered \`unavailable\` during the freeze (chat_engine_errors_total{op="publish"}), each retried by its client with the same id`);
+      if (refusedSends === 0) ctx.violations.push('no send was answered `unavailable` during the freeze');
       ctx.notes.push(`RSS before/at the end of the freeze (MB): ${before.map((b, i) => `${mb(b)}/${mb(during[i] ?? 0)}`).join(', ')}`);
       if (!sawNotReady) ctx.violations.push('/readyz did not turn 503 on every gateway during the freeze');
       if (!lbDown) ctx.violations.push('HAProxy did not take every gateway out during the freeze');

@@ -44,6 +44,8 @@ const stats: WorkerStats = {
   resends: 0,
 };
 let ticker: NodeJS.Timeout | null = null;
+/** Sends a member leaves unacked at most before it skips its next ones. */
+const MAX_UNACKED = 5;
 
 const reply = (m: FromWorker): void => {
   process.send?.(m);
@@ -157,6 +159,12 @@ function start(rate: number): void {
     for (const t of members) {
       // At most one catch-up send per tick: a worker that fell behind does not burst.
       if (t.nextSendAt > at || !t.client) continue;
+      // A person does not type on into a client that has been offline for a while: at most
+      // MAX_UNACKED sends wait per member (the rest of its schedule is skipped, not queued).
+      if (t.client.pending() >= MAX_UNACKED) {
+        t.nextSendAt += period;
+        continue;
+      }
       const id = t.nextId++;
       const text = messageText(t.rec.name, id);
       t.rec.sent.set(id, text);
