@@ -16,6 +16,7 @@ import {
   CLOSE_MENU_TIMEOUT,
   CLOSE_POLICY,
   CLOSE_RESTART,
+  CLOSE_TRY_AGAIN,
   type ClientInput,
   type Conn,
   type Fanout,
@@ -404,11 +405,24 @@ export class ChatNode implements Gate {
   // ---- group membership and fan-out ----
 
   private async attach(c: Client, groupId: string, name: string, history: HistoryFrom): Promise<void> {
-    const joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs, upTo) => {
-      for (const m of msgs) this.sendTo(c, { type: 'message', ...m });
-      // Live messages follow from upTo + 1: the oldest line shown is the first replayed one, or the next live one.
-      c.oldestSeen = msgs[0]?.seq ?? upTo + 1;
-    });
+    let joined: boolean;
+    try {
+      joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs, upTo) => {
+        for (const m of msgs) this.sendTo(c, { type: 'message', ...m });
+        // Live messages follow from upTo + 1: the oldest line shown is the first replayed one, or the next live one.
+        c.oldestSeen = msgs[0]?.seq ?? upTo + 1;
+      });
+    } catch (e) {
+      if (!(e instanceof EngineUnavailableError)) throw e;
+      // Redis went away between the join/resume and its history read: the client was told
+      // `joined` but holds no history, so it must come back (resume again) rather than chat on
+      // with a hole. Not a session failure (1011): `unavailable`, then 1013 Try Again Later.
+      this.metrics.engineErrors.inc({ op: 'attach' });
+      this.log.warn({ conn: c.memberId, groupId }, 'attach failed: engine unavailable');
+      this.sendTo(c, { type: 'error', code: 'unavailable', message: T.UNAVAILABLE });
+      c.conn.end(CLOSE_TRY_AGAIN, T.CLOSE_UNAVAILABLE);
+      return;
+    }
     if (!joined) return;
     c.name = name;
     await this.bestEffort('presence', async () => {
@@ -510,10 +524,13 @@ export class ChatNode implements Gate {
       let left = clients.length;
       clients.forEach((c, i) => {
         setTimeout(() => {
-          if (!c.gone) {
-            this.sendTo(c, { type: 'restarting' });
-            c.conn.end(CLOSE_RESTART, T.CLOSE_RESTARTING);
-          }
+          // After the acks of the client's sends in flight: a send stored but not acked would
+          // be sent again after the resume (and, without its id, stored twice).
+          if (!c.gone)
+            this.inOrder(c, () => {
+              this.sendTo(c, { type: 'restarting' });
+              c.conn.end(CLOSE_RESTART, T.CLOSE_RESTARTING);
+            });
           if (--left === 0) resolve();
         }, Math.floor(i * gap));
       });
