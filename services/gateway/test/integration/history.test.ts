@@ -3,8 +3,10 @@
 // only HISTORY_REPLAY; bad fields and a client outside a group get their errors.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { WsClient } from '../helpers/clients.js';
 import { ENGINES, gatewayOn } from '../helpers/engines.js';
 import type { Gateway } from '../helpers/gateway.js';
+import { jsonFrom, TRUST_LOOPBACK } from '../helpers/forwarded.js';
 import { type Ev, jsonClient, jsonCreate, jsonJoin, tcpJoin, wsTextJoin } from '../helpers/members.js';
 
 const KEPT = 30;
@@ -128,7 +130,7 @@ for (const engine of ENGINES) {
 describe('history budget', () => {
   let gw: Gateway;
   before(async () => {
-    gw = await gatewayOn('memory', { noTcp: true, env: { HISTORY_RATE_PER_SEC: '1', HISTORY_RATE_BURST: '3' } });
+    gw = await gatewayOn('memory', { noTcp: true, env: { ...TRUST_LOOPBACK, HISTORY_RATE_PER_SEC: '1', HISTORY_RATE_BURST: '3', HISTORY_ADDRESS_RATE_PER_SEC: '1' } });
   });
   after(async () => {
     await gw.stop();
@@ -150,5 +152,29 @@ describe('history budget', () => {
     c.sendJson({ op: 'who' });
     assert.deepEqual(await c.nextOfType('members'), { type: 'members', groupId, names: ['Ann'] });
     c.close();
+  });
+
+  test('past an address\'s burst of pages on this node (over all its connections): rate_limited; another address is not affected', async () => {
+    const { c: owner, groupId } = await jsonCreate(gw, 'Own', 'pw-addr');
+    owner.sendJson({ op: 'send', text: 'one' });
+    await owner.nextOfType('ack');
+    const from = async (ip: string): Promise<WsClient> => {
+      const c = await jsonFrom(gw, ip);
+      c.sendJson({ op: 'join', name: 'X', groupId, password: 'pw-addr' });
+      await c.nextOfType('joined');
+      await c.nextOfType('message'); // the replay
+      return c;
+    };
+    const [x1, x2, other] = [await from('198.51.100.7'), await from('198.51.100.7'), await from('203.0.113.9')];
+    const pageOf = async (c: WsClient): Promise<string> => {
+      c.sendJson({ op: 'history' });
+      const f = await c.frames.next(5000, 'a page or an error', (s) => /"type":"(history|error)"/.test(s));
+      const e = JSON.parse(f) as Ev;
+      return e.type === 'history' ? 'page' : String(e['code']);
+    };
+    // The address's burst is 2 (twice HISTORY_ADDRESS_RATE_PER_SEC), each connection's 3.
+    assert.deepEqual([await pageOf(x1), await pageOf(x2), await pageOf(x1)], ['page', 'page', 'rate_limited']);
+    assert.equal(await pageOf(other), 'page');
+    for (const c of [owner, x1, x2, other]) c.close();
   });
 });
