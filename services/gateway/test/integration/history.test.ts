@@ -81,6 +81,29 @@ for (const engine of ENGINES) {
       c.close();
     });
 
+    test('JSON resume: without `since` the recent HISTORY_REPLAY, with it everything after it that is kept', async () => {
+      const { c, token } = await jsonJoin(gw, 'Rae', groupId, 'pw-history');
+      c.close();
+      const seqs = async (since: number | undefined): Promise<number[]> => {
+        const r = await jsonClient(gw);
+        r.sendJson(since === undefined ? { op: 'resume', token } : { op: 'resume', token, since });
+        assert.equal((await r.nextJson<Ev>()).type, 'joined');
+        const out: number[] = [];
+        // The replay ends with the newest; `who` answers after it.
+        r.sendJson({ op: 'who' });
+        for (;;) {
+          const e = await r.nextJson<Ev>();
+          if (e.type === 'members') break;
+          if (e.type === 'message') out.push(e['seq'] as number);
+        }
+        r.close();
+        return out;
+      };
+      assert.deepEqual(await seqs(undefined), [36, 37, 38, 39, 40]);
+      assert.deepEqual(await seqs(20), Array.from({ length: 20 }, (_, i) => 21 + i));
+      assert.deepEqual(await seqs(0), keptSeqs, 'since 0: everything kept');
+    });
+
     test('JSON: bad `before` or `limit` is invalid_input; outside a group not_joined', async () => {
       const c = await jsonClient(gw);
       c.sendJson({ op: 'history' });
