@@ -153,7 +153,10 @@ for (const engine of ENGINES) {
 describe('history budget', () => {
   let gw: Gateway;
   before(async () => {
-    gw = await gatewayOn('memory', { noTcp: true, env: { ...TRUST_LOOPBACK, HISTORY_RATE_PER_SEC: '1', HISTORY_RATE_BURST: '3', HISTORY_ADDRESS_RATE_PER_SEC: '1' } });
+    gw = await gatewayOn('memory', {
+      noTcp: true,
+      env: { ...TRUST_LOOPBACK, HISTORY_RATE_PER_SEC: '1', HISTORY_RATE_BURST: '3', HISTORY_ADDRESS_RATE_PER_SEC: '1', HISTORY_REPLAY: '0' },
+    });
   });
   after(async () => {
     await gw.stop();
@@ -185,7 +188,6 @@ describe('history budget', () => {
       const c = await jsonFrom(gw, ip);
       c.sendJson({ op: 'join', name: 'X', groupId, password: 'pw-addr' });
       await c.nextOfType('joined');
-      await c.nextOfType('message'); // the replay
       return c;
     };
     const [x1, x2, other] = [await from('198.51.100.7'), await from('198.51.100.7'), await from('203.0.113.9')];
@@ -199,5 +201,24 @@ describe('history budget', () => {
     assert.deepEqual([await pageOf(x1), await pageOf(x2), await pageOf(x1)], ['page', 'page', 'rate_limited']);
     assert.equal(await pageOf(other), 'page');
     for (const c of [owner, x1, x2, other]) c.close();
+  });
+
+  test('HISTORY_REPLAY=0: a join replays nothing; paging and /history still reach everything kept', async () => {
+    const { c: owner, groupId } = await jsonCreate(gw, 'Own', 'pw-noreplay');
+    for (const t of ['one', 'two']) {
+      owner.sendJson({ op: 'send', text: t });
+      await owner.nextOfType('ack');
+    }
+    const { c } = await jsonJoin(gw, 'New', groupId, 'pw-noreplay');
+    c.sendJson({ op: 'who' });
+    assert.equal((await c.nextJson<Ev>()).type, 'members', 'no message before the answer to who');
+    c.sendJson({ op: 'history' });
+    assert.deepEqual((await c.nextOfType<Page>('history')).messages.map((m) => m.text), ['one', 'two']);
+    owner.sendJson({ op: 'send', text: 'three' });
+    assert.equal((await c.nextOfType<{ text: string }>('message')).text, 'three', 'live messages still come');
+    const w = await wsTextJoin(gw, 'Wes', groupId, 'pw-noreplay');
+    w.send('/history');
+    assert.equal(await w.next(), 'Own: one\nOwn: two\nOwn: three', 'the page before the next live line');
+    for (const x of [owner, c, w]) x.close();
   });
 });
