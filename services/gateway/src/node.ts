@@ -27,7 +27,7 @@ import {
 import { encode } from './protocol/codecs.js';
 import type { ErrorCode, ServerEvent } from './protocol/frames.js';
 import * as T from './protocol/text.js';
-import { TokenBucket } from './ratelimit.js';
+import { KeyedBuckets, TokenBucket } from './ratelimit.js';
 import { newSession, phase, step, type Call, type CallResult, type Effect, type Input, type Publish, type Session } from './session.js';
 
 const MAX_QUEUED_INPUTS = 64;
@@ -94,6 +94,8 @@ export class ChatNode implements Gate {
   private nextConn = 0;
   /** History reads in flight on this node (HISTORY_MAX_INFLIGHT). */
   private historyReads = 0;
+  /** History pages per client address on this node (HISTORY_ADDRESS_RATE_PER_SEC). */
+  private readonly historyByAddress: KeyedBuckets;
   private draining = false;
   private readonly limits: { maxNameLength: number; maxTextLength: number };
   private readonly perIp: ConnectionsPerIp;
@@ -108,6 +110,7 @@ export class ChatNode implements Gate {
     this.limits = { maxNameLength: config.maxNameLength, maxTextLength: config.maxTextLength };
     this.perIp = new ConnectionsPerIp(config.maxConnectionsPerIp);
     this.calls = new Calls(engine, config, log, metrics, scrypt);
+    this.historyByAddress = new KeyedBuckets(config.historyAddressRatePerSec, 2 * config.historyAddressRatePerSec);
     this.hubs = new GroupHubs(engine, config, log, metrics, (groupId, memberIds) => this.groupClosed(groupId, memberIds));
   }
 
@@ -306,12 +309,14 @@ export class ChatNode implements Gate {
   }
 
   /**
-   * A history page: within the connection's history bucket and the node's bound on reads in flight.
+   * A history page: within the connection's history bucket, its address's (on this node) and the
+   * node's bound on reads in flight.
    * `/history` (before: `seen`) pages back from the oldest message the connection was shown.
    */
   private async history(c: Client, call: Extract<Call, { call: 'history' }>): Promise<CallResult> {
     const max = this.config.historyMaxInflight;
-    if (!c.historyBucket.take() || (max > 0 && this.historyReads >= max)) {
+    const a = c.conn.address;
+    if (!c.historyBucket.take() || (!a.exempt && !this.historyByAddress.take(a.key)) || (max > 0 && this.historyReads >= max)) {
       this.metrics.framesRejected.inc({ reason: 'rate_limited' });
       return { ok: false, code: 'rate_limited', message: T.RATE_LIMITED };
     }
