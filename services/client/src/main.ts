@@ -105,9 +105,10 @@ function lineClient(): void {
     });
   };
   open();
-  // Lines typed while the link is down would land at the new menu as answers: they are dropped.
+  // Lines typed while the link is down (between a drop and the next try) would land at the new menu
+  // as answers: they are dropped. Lines typed while a socket is connecting wait for it (piped answers).
   lines.on('line', (l) => {
-    if (socket && !socket.connecting && socket.writable) socket.write(l + '\n');
+    if (socket && !socket.destroyed && socket.writable) socket.write(l + '\n');
   });
   lines.on('close', () => {
     inputEnded = true;

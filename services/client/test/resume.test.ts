@@ -223,3 +223,39 @@ test('reconnects are bounded (attempts, full jitter under the ceiling) and give 
   while (timers() > baseline && Date.now() < deadline) await new Promise<void>((r) => setImmediate(r));
   assert.ok(timers() <= baseline, `no timer or socket left after close(): ${process.getActiveResourcesInfo().join(', ')}`);
 });
+
+test('a resume onto a group whose seq went backwards (Redis lost messages) is reported as rewound, and the reused seqs are delivered', async () => {
+  const { redis, gws, stop } = await twoNodes();
+  const [g1, g2] = gws as [Gateway, Gateway];
+  const relay = await MuteRelay.start(g1.port);
+  // A third node with no member of the group yet: Ann's resume lands there, on a fresh hub. (A node
+  // that fanned out seqs 3..5 before the loss still drops their reuse: hubs.ts keeps its last seq.)
+  const g3 = await startGateway({ env: g1.env, noTcp: true });
+  try {
+    const ann = await Member.open([relay.url, g3.wsUrl]);
+    const bob = await Member.open([g2.wsUrl]);
+    const { groupId } = await ann.c.create('Ann', 'pw');
+    await bob.c.join('Bob', groupId, 'pw');
+    for (let i = 1; i <= 5; i++) await bob.c.send(`b${i}`);
+    await until(() => ann.c.lastSeq === 5, 5000, 'Ann at seq 5');
+    // Redis loses the last three messages (as a restore from an older AOF would), then Ann's link drops.
+    const stream = `chat:{g:${groupId}}:history`;
+    const kept = (await redis.admin.xrange(stream, '-', '+')).slice(0, 2);
+    await redis.admin.del(stream);
+    for (const [id, fields] of kept) await redis.admin.xadd(stream, id, ...fields);
+    await redis.admin.hset(`chat:{g:${groupId}}`, 'seq', '2');
+    const rewound = new Promise<{ lastSeq: number; top: number }>((res) => ann.c.once('rewound', res));
+    relay.cut();
+    assert.deepEqual(await within(rewound, 15_000, 'rewound'), { groupId, lastSeq: 5, top: 2 });
+    await bob.c.send('after the loss');
+    const m = await ann.inbox.next(5000, 'the message with a reused seq', (x) => x.text === 'after the loss').catch((e: Error) => {
+      throw new Error(`${e.message}: Ann last ${ann.c.lastSeq} ${JSON.stringify(ann.c.counters)} on g3 ${g3.output.filter((l) => l.includes('RESUMED')).length}`);
+    });
+    assert.equal(m.seq, 3, 'seq 3 again, delivered rather than dropped as a duplicate');
+    for (const x of [ann, bob]) await x.c.close();
+  } finally {
+    await relay.close();
+    await g3.stop('SIGKILL');
+    await stop();
+  }
+});

@@ -30,6 +30,8 @@ export interface Config {
   /** History pages per connection (token bucket; 0 = unlimited), and history reads in flight per node (0 = unbounded). */
   historyRatePerSec: number;
   historyRateBurst: number;
+  /** History pages per client address per second on this node (burst: twice that); 0 = off. */
+  historyAddressRatePerSec: number;
   historyMaxInflight: number;
   /** Server HTTP API keys (API_KEY, comma-separated for rotation); null = the API is off (404). */
   apiKeys: string[] | null;
@@ -172,6 +174,7 @@ export function loadConfig(env: Env = process.env): Config {
     historyPageMax: int(env, 'HISTORY_PAGE_MAX', 200, 1, 10_000),
     historyRatePerSec: int(env, 'HISTORY_RATE_PER_SEC', 5, 0, 1_000_000),
     historyRateBurst: int(env, 'HISTORY_RATE_BURST', 10, 1, 1_000_000),
+    historyAddressRatePerSec: int(env, 'HISTORY_ADDRESS_RATE_PER_SEC', 20, 0, 1_000_000),
     historyMaxInflight: int(env, 'HISTORY_MAX_INFLIGHT', 64, 0, 1_000_000),
     apiKeys,
     apiMaxInflight: int(env, 'API_MAX_INFLIGHT', 256, 1, 1_000_000),

@@ -16,6 +16,7 @@ import {
   CLOSE_MENU_TIMEOUT,
   CLOSE_POLICY,
   CLOSE_RESTART,
+  CLOSE_TRY_AGAIN,
   type ClientInput,
   type Conn,
   type Fanout,
@@ -26,7 +27,7 @@ import {
 import { encode } from './protocol/codecs.js';
 import type { ErrorCode, ServerEvent } from './protocol/frames.js';
 import * as T from './protocol/text.js';
-import { TokenBucket } from './ratelimit.js';
+import { KeyedBuckets, TokenBucket } from './ratelimit.js';
 import { newSession, phase, step, type Call, type CallResult, type Effect, type Input, type Publish, type Session } from './session.js';
 
 const MAX_QUEUED_INPUTS = 64;
@@ -93,6 +94,8 @@ export class ChatNode implements Gate {
   private nextConn = 0;
   /** History reads in flight on this node (HISTORY_MAX_INFLIGHT). */
   private historyReads = 0;
+  /** History pages per client address on this node (HISTORY_ADDRESS_RATE_PER_SEC). */
+  private readonly historyByAddress: KeyedBuckets;
   private draining = false;
   private readonly limits: { maxNameLength: number; maxTextLength: number };
   private readonly perIp: ConnectionsPerIp;
@@ -107,6 +110,7 @@ export class ChatNode implements Gate {
     this.limits = { maxNameLength: config.maxNameLength, maxTextLength: config.maxTextLength };
     this.perIp = new ConnectionsPerIp(config.maxConnectionsPerIp);
     this.calls = new Calls(engine, config, log, metrics, scrypt);
+    this.historyByAddress = new KeyedBuckets(config.historyAddressRatePerSec, 2 * config.historyAddressRatePerSec);
     this.hubs = new GroupHubs(engine, config, log, metrics, (groupId, memberIds) => this.groupClosed(groupId, memberIds));
   }
 
@@ -305,12 +309,14 @@ export class ChatNode implements Gate {
   }
 
   /**
-   * A history page: within the connection's history bucket and the node's bound on reads in flight.
+   * A history page: within the connection's history bucket, its address's (on this node) and the
+   * node's bound on reads in flight.
    * `/history` (before: `seen`) pages back from the oldest message the connection was shown.
    */
   private async history(c: Client, call: Extract<Call, { call: 'history' }>): Promise<CallResult> {
     const max = this.config.historyMaxInflight;
-    if (!c.historyBucket.take() || (max > 0 && this.historyReads >= max)) {
+    const a = c.conn.address;
+    if (!c.historyBucket.take() || (!a.exempt && !this.historyByAddress.take(a.key)) || (max > 0 && this.historyReads >= max)) {
       this.metrics.framesRejected.inc({ reason: 'rate_limited' });
       return { ok: false, code: 'rate_limited', message: T.RATE_LIMITED };
     }
@@ -404,11 +410,24 @@ export class ChatNode implements Gate {
   // ---- group membership and fan-out ----
 
   private async attach(c: Client, groupId: string, name: string, history: HistoryFrom): Promise<void> {
-    const joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs, upTo) => {
-      for (const m of msgs) this.sendTo(c, { type: 'message', ...m });
-      // Live messages follow from upTo + 1: the oldest line shown is the first replayed one, or the next live one.
-      c.oldestSeen = msgs[0]?.seq ?? upTo + 1;
-    });
+    let joined: boolean;
+    try {
+      joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs, upTo) => {
+        for (const m of msgs) this.sendTo(c, { type: 'message', ...m });
+        // Live messages follow from upTo + 1: the oldest line shown is the first replayed one, or the next live one.
+        c.oldestSeen = msgs[0]?.seq ?? upTo + 1;
+      });
+    } catch (e) {
+      if (!(e instanceof EngineUnavailableError)) throw e;
+      // Redis went away between the join/resume and its history read: the client was told
+      // `joined` but holds no history, so it must come back (resume again) rather than chat on
+      // with a hole. Not a session failure (1011): `unavailable`, then 1013 Try Again Later.
+      this.metrics.engineErrors.inc({ op: 'attach' });
+      this.log.warn({ conn: c.memberId, groupId }, 'attach failed: engine unavailable');
+      this.sendTo(c, { type: 'error', code: 'unavailable', message: T.UNAVAILABLE });
+      c.conn.end(CLOSE_TRY_AGAIN, T.CLOSE_UNAVAILABLE);
+      return;
+    }
     if (!joined) return;
     c.name = name;
     await this.bestEffort('presence', async () => {
@@ -510,10 +529,13 @@ export class ChatNode implements Gate {
       let left = clients.length;
       clients.forEach((c, i) => {
         setTimeout(() => {
-          if (!c.gone) {
-            this.sendTo(c, { type: 'restarting' });
-            c.conn.end(CLOSE_RESTART, T.CLOSE_RESTARTING);
-          }
+          // After the acks of the client's sends in flight: a send stored but not acked would
+          // be sent again after the resume (and, without its id, stored twice).
+          if (!c.gone)
+            this.inOrder(c, () => {
+              this.sendTo(c, { type: 'restarting' });
+              c.conn.end(CLOSE_RESTART, T.CLOSE_RESTARTING);
+            });
           if (--left === 0) resolve();
         }, Math.floor(i * gap));
       });

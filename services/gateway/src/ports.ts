@@ -36,6 +36,8 @@ export const CLOSE_NORMAL = 1000;
 export const CLOSE_POLICY = 1008;
 export const CLOSE_INTERNAL = 1011;
 export const CLOSE_RESTART = 1012;
+/** The engine failed mid-join (e.g. the history read of a resume): come back later (RFC 6455 1013 Try Again Later). */
+export const CLOSE_TRY_AGAIN = 1013;
 export const CLOSE_MENU_TIMEOUT = 4408;
 
 /** What a transport gives the node for one connection. */

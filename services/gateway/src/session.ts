@@ -30,7 +30,8 @@ export type Call =
   | { call: 'groupExists'; groupId: string }
   | { call: 'create'; name: string; password: string }
   | { call: 'join'; name: string; groupId: string; password: string; history: HistoryFrom }
-  | { call: 'resume'; token: string; since: number }
+  /** `since` null: the recent history (HISTORY_REPLAY), as a join without `since`. */
+  | { call: 'resume'; token: string; since: number | null }
   | { call: 'who'; groupId: string }
   /**
    * A page of history. `before`: exclusive seq, null = newest, `seen` = before the oldest message
@@ -224,7 +225,7 @@ function onOp(state: SessionState, op: ClientOp, limits: SessionLimits): Out {
       return calling(state, { call: 'join', name: clean.name, groupId: op.groupId, password: op.password, history });
     }
     case 'resume':
-      return calling(state, { call: 'resume', token: op.token, since: op.since });
+      return calling(state, { call: 'resume', token: op.token, since: op.since ?? null });
     case 'send': {
       // Refusals of a send carry its id, like the node's (a client tells which send failed, and for good).
       const refuse = (code: ErrorCode, message: string): Out => at(state, [send({ type: 'error', code, message, id: op.id ?? null })]);
@@ -271,7 +272,7 @@ function onResult(state: SessionState, call: Call, r: CallResult): Out {
           joined('create'),
           { kind: 'attach', groupId: r.groupId, name: r.name, history: { since: r.seq } },
         ]);
-      const history = call.call === 'join' ? call.history : { since: call.since };
+      const history: HistoryFrom = call.call === 'join' ? call.history : call.since === null ? 'recent' : { since: call.since };
       return at(chat, [...leave, joined(call.call), { kind: 'attach', groupId: r.groupId, name: r.name, history }]);
     }
     case 'who':

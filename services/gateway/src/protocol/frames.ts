@@ -21,7 +21,8 @@ export type ErrorCode =
 export type ClientOp =
   | { op: 'create'; name: string; password: string }
   | { op: 'join'; name: string; groupId: string; password: string; since?: number }
-  | { op: 'resume'; token: string; since: number }
+  /** Without `since`: the recent history (HISTORY_REPLAY), as a join. */
+  | { op: 'resume'; token: string; since?: number }
   | { op: 'send'; text: string; id?: string | number }
   | { op: 'who' }
   /** A page of older history: `before` exclusive (default: newest), `limit` clamped to HISTORY_PAGE_MAX. */
@@ -119,7 +120,7 @@ export function parseClientFrame(raw: string): ClientOp | FrameError {
       const token = str(o, 'token');
       const since = seqField(o, 'since');
       if (token === undefined || since === null) return bad(T.RESUME_FIELDS);
-      return { op: 'resume', token, since: since ?? 0 };
+      return since === undefined ? { op: 'resume', token } : { op: 'resume', token, since };
     }
     case 'send': {
       const text = str(o, 'text');

@@ -108,3 +108,4 @@ export const CLIENT_RECONNECTING_MENU = 'Connection lost, reconnecting to the me
 export const CLIENT_GAVE_UP = 'Could not reconnect to the server, bye!';
 export const clientMissed = (from: number, to: number): string =>
   to > from ? `(messages ${from} to ${to} could not be recovered)` : `(message ${from} could not be recovered)`;
+export const CLOSE_UNAVAILABLE = 'chat unavailable, try again later';

@@ -6,7 +6,7 @@ import type { Counter } from 'prom-client';
 import uWS from 'uWebSockets.js';
 import { clientAddress, resolveXff, type ClientAddress, type TrustedProxies } from '../clientip.js';
 import type { Config } from '../config.js';
-import { healthz, readyz } from '../health.js';
+import { balancerCheck, healthz, readyz } from '../health.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ApiPort, ApiResponse, Conn, Fanout, Gate, Inbound, TransportLabel } from '../ports.js';
@@ -182,6 +182,10 @@ export class UwsTransport {
       })
       .get('/readyz', (res) => {
         const r = readyz(gate);
+        res.writeStatus(r.status).end(r.body);
+      })
+      .get('/readyz/balancer', (res) => {
+        const r = balancerCheck(gate);
         res.writeStatus(r.status).end(r.body);
       })
       .ws<WsData>('/*', {

@@ -12,6 +12,8 @@ export interface RedisServerOptions {
   appendonly?: boolean;
   /** Extra `--key value` arguments. */
   args?: string[];
+  /** Listen here instead of on a free port (e.g. one below the ephemeral range, so a restart is sure to get it back). */
+  port?: number;
 }
 
 /** Every redis-server this test process started: killed by PID if the process exits with them still running. */
@@ -54,7 +56,7 @@ export class RedisServer {
   ) {}
 
   static async start(opts: RedisServerOptions = {}): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), tempDir('chat-redis-'), opts);
+    const server = new RedisServer(opts.port ?? (await freePort()), tempDir('chat-redis-'), opts);
     await server.launch();
     return server;
   }

@@ -3,8 +3,10 @@
 // only HISTORY_REPLAY; bad fields and a client outside a group get their errors.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { WsClient } from '../helpers/clients.js';
 import { ENGINES, gatewayOn } from '../helpers/engines.js';
 import type { Gateway } from '../helpers/gateway.js';
+import { jsonFrom, TRUST_LOOPBACK } from '../helpers/forwarded.js';
 import { type Ev, jsonClient, jsonCreate, jsonJoin, tcpJoin, wsTextJoin } from '../helpers/members.js';
 
 const KEPT = 30;
@@ -79,6 +81,29 @@ for (const engine of ENGINES) {
       c.close();
     });
 
+    test('JSON resume: without `since` the recent HISTORY_REPLAY, with it everything after it that is kept', async () => {
+      const { c, token } = await jsonJoin(gw, 'Rae', groupId, 'pw-history');
+      c.close();
+      const seqs = async (since: number | undefined): Promise<number[]> => {
+        const r = await jsonClient(gw);
+        r.sendJson(since === undefined ? { op: 'resume', token } : { op: 'resume', token, since });
+        assert.equal((await r.nextJson<Ev>()).type, 'joined');
+        const out: number[] = [];
+        // The replay ends with the newest; `who` answers after it.
+        r.sendJson({ op: 'who' });
+        for (;;) {
+          const e = await r.nextJson<Ev>();
+          if (e.type === 'members') break;
+          if (e.type === 'message') out.push(e['seq'] as number);
+        }
+        r.close();
+        return out;
+      };
+      assert.deepEqual(await seqs(undefined), [36, 37, 38, 39, 40]);
+      assert.deepEqual(await seqs(20), Array.from({ length: 20 }, (_, i) => 21 + i));
+      assert.deepEqual(await seqs(0), keptSeqs, 'since 0: everything kept');
+    });
+
     test('JSON: bad `before` or `limit` is invalid_input; outside a group not_joined', async () => {
       const c = await jsonClient(gw);
       c.sendJson({ op: 'history' });
@@ -128,7 +153,10 @@ for (const engine of ENGINES) {
 describe('history budget', () => {
   let gw: Gateway;
   before(async () => {
-    gw = await gatewayOn('memory', { noTcp: true, env: { HISTORY_RATE_PER_SEC: '1', HISTORY_RATE_BURST: '3' } });
+    gw = await gatewayOn('memory', {
+      noTcp: true,
+      env: { ...TRUST_LOOPBACK, HISTORY_RATE_PER_SEC: '1', HISTORY_RATE_BURST: '3', HISTORY_ADDRESS_RATE_PER_SEC: '1', HISTORY_REPLAY: '0' },
+    });
   });
   after(async () => {
     await gw.stop();
@@ -150,5 +178,47 @@ describe('history budget', () => {
     c.sendJson({ op: 'who' });
     assert.deepEqual(await c.nextOfType('members'), { type: 'members', groupId, names: ['Ann'] });
     c.close();
+  });
+
+  test('past an address\'s burst of pages on this node (over all its connections): rate_limited; another address is not affected', async () => {
+    const { c: owner, groupId } = await jsonCreate(gw, 'Own', 'pw-addr');
+    owner.sendJson({ op: 'send', text: 'one' });
+    await owner.nextOfType('ack');
+    const from = async (ip: string): Promise<WsClient> => {
+      const c = await jsonFrom(gw, ip);
+      c.sendJson({ op: 'join', name: 'X', groupId, password: 'pw-addr' });
+      await c.nextOfType('joined');
+      return c;
+    };
+    const [x1, x2, other] = [await from('198.51.100.7'), await from('198.51.100.7'), await from('203.0.113.9')];
+    const pageOf = async (c: WsClient): Promise<string> => {
+      c.sendJson({ op: 'history' });
+      const f = await c.frames.next(5000, 'a page or an error', (s) => /"type":"(history|error)"/.test(s));
+      const e = JSON.parse(f) as Ev;
+      return e.type === 'history' ? 'page' : String(e['code']);
+    };
+    // The address's burst is 2 (twice HISTORY_ADDRESS_RATE_PER_SEC), each connection's 3.
+    assert.deepEqual([await pageOf(x1), await pageOf(x2), await pageOf(x1)], ['page', 'page', 'rate_limited']);
+    assert.equal(await pageOf(other), 'page');
+    for (const c of [owner, x1, x2, other]) c.close();
+  });
+
+  test('HISTORY_REPLAY=0: a join replays nothing; paging and /history still reach everything kept', async () => {
+    const { c: owner, groupId } = await jsonCreate(gw, 'Own', 'pw-noreplay');
+    for (const t of ['one', 'two']) {
+      owner.sendJson({ op: 'send', text: t });
+      await owner.nextOfType('ack');
+    }
+    const { c } = await jsonJoin(gw, 'New', groupId, 'pw-noreplay');
+    c.sendJson({ op: 'who' });
+    assert.equal((await c.nextJson<Ev>()).type, 'members', 'no message before the answer to who');
+    c.sendJson({ op: 'history' });
+    assert.deepEqual((await c.nextOfType<Page>('history')).messages.map((m) => m.text), ['one', 'two']);
+    owner.sendJson({ op: 'send', text: 'three' });
+    assert.equal((await c.nextOfType<{ text: string }>('message')).text, 'three', 'live messages still come');
+    const w = await wsTextJoin(gw, 'Wes', groupId, 'pw-noreplay');
+    w.send('/history');
+    assert.equal(await w.next(), 'Own: one\nOwn: two\nOwn: three', 'the page before the next live line');
+    for (const x of [owner, c, w]) x.close();
   });
 });

@@ -30,6 +30,8 @@ describe('Redis restarted with AOF during a chat', () => {
 
     await cl.redis.stop('SIGKILL'); // a crash: only what AOF (fsync always) holds comes back
     await until(async () => (await readyz(cl, 0)) === 503 && (await readyz(cl, 1)) === 503, 5000, '/readyz 503 on both nodes');
+    // The balancer's check fails too (503, not the drain's 404): HAProxy marks the node down.
+    assert.deepEqual(await cl.nodes[0]!.http('/readyz/balancer'), { status: 503, body: 'engine unavailable\n' });
     assert.deepEqual(await a.say('lost?'), { error: 'unavailable' });
     assert.deepEqual(await b.say('lost?'), { error: 'unavailable' });
     const newcomer = await JsonChat.open(cl.nodes[1]!);

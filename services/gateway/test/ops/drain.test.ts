@@ -21,10 +21,13 @@ test('SIGTERM: readyz 503, clients get 1012 spread over the window, exit 0', asy
   void tcp.closed.then(() => closedAt.push(Date.now()));
 
   assert.equal((await gw.http('/readyz')).status, 200);
+  assert.equal((await gw.http('/readyz/balancer')).status, 200);
   const t0 = Date.now();
   gw.proc.kill('SIGTERM');
   await until(async () => (await gw.http('/readyz')).status === 503, 2000, '/readyz to turn 503');
   assert.equal((await gw.http('/healthz')).status, 200, 'healthz still answers while draining');
+  // The balancer's check says 404 while draining (HAProxy disable-on-404: no new clients, sessions kept).
+  assert.deepEqual(await gw.http('/readyz/balancer'), { status: 404, body: 'draining\n' });
   await assert.rejects(WsClient.connect(gw.wsUrl), /503/, 'new WebSocket upgrades are refused');
   // A new TCP connection is refused or cut without a menu.
   const refused = await new Promise<string>((res) => {

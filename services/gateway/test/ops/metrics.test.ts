@@ -175,6 +175,7 @@ test('/healthz and /readyz answer on PORT; /metrics only on METRICS_PORT', async
   try {
     assert.deepEqual(await gw.http('/healthz'), { status: 200, body: 'ok\n' });
     assert.deepEqual(await gw.http('/readyz'), { status: 200, body: 'ready\n' });
+    assert.deepEqual(await gw.http('/readyz/balancer'), { status: 200, body: 'ready\n' });
     assert.equal((await gw.http('/metrics')).status, 404);
     assert.equal((await gw.http('/metrics', gw.metricsPort)).status, 200);
   } finally {

@@ -59,6 +59,7 @@ describe('frame parser', () => {
     });
     assert.deepEqual(parseClientFrame('{"op":"send","text":"t","id":"x"}'), { op: 'send', text: 't', id: 'x' });
     assert.deepEqual(parseClientFrame('{"op":"resume","token":"k","since":0}'), { op: 'resume', token: 'k', since: 0 });
+    assert.deepEqual(parseClientFrame('{"op":"resume","token":"k"}'), { op: 'resume', token: 'k' }, 'no since: the recent history');
     assert.deepEqual(parseClientFrame('{"op":"exit"}'), { op: 'exit' });
   });
 

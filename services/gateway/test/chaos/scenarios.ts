@@ -1,0 +1,305 @@
+// The chaos scenarios. Each starts its own cluster and client fleet, puts the fleet under
+// steady load, injects one fault, lets the fleet recover, stops sending, waits for every
+// member to catch up, and checks every member seq by seq against the store (check.ts).
+// Each step has a deadline, so a scenario always ends; cleanup runs whatever happened.
+import { duplicated, lost, type CheckResult } from './check.js';
+import { ChaosCluster, type ClusterOptions } from './cluster.js';
+import { Fleet, type FleetStats } from './fleet.js';
+import { WsClient } from '../helpers/clients.js';
+import { until } from '../helpers/wait.js';
+
+export interface Load {
+  groups: number;
+  members: number;
+  /** Messages a second per member. */
+  rate: number;
+  /** Client worker processes. */
+  processes: number;
+  balancers: number;
+}
+
+export interface Row {
+  scenario: string;
+  load: Load;
+  fault: string;
+  result: CheckResult;
+  stats: FleetStats;
+  /** Longest a member was cut off (close → resumed), or the scenario's own measure. */
+  maxRecoveryMs: number;
+  peakRssBytes: number[];
+  /** Sends still unacked after the stop deadline; members still behind after the settle deadline. */
+  unackedAtEnd: number;
+  behindAtEnd: number;
+  notes: string[];
+  /** What the stated guarantees forbid and happened. Empty = pass. */
+  violations: string[];
+  seconds: number;
+}
+
+export interface ScenarioContext {
+  cluster: ChaosCluster;
+  fleet: Fleet;
+  load: Load;
+  notes: string[];
+  violations: string[];
+  /** Set by the fault: the recovery measure for the table (else the fleet's longest close → resume). */
+  recoveryMs?: number;
+}
+
+export interface Scenario {
+  name: string;
+  fault: string;
+  cluster: Partial<ClusterOptions>;
+  /** Lost acked messages are not a violation (Redis kill with everysec: reported, not promised). */
+  allowAckedLoss?: boolean;
+  run(ctx: ScenarioContext): Promise<void>;
+}
+
+const DEFAULT_CLUSTER: ClusterOptions = { gateways: 3, balancers: 1, fsync: 'everysec', drainSeconds: 3 };
+
+/** Wait until the fleet has `n` more acks than now (load flowing), with a deadline. */
+export async function acksGrow(fleet: Fleet, n: number, ms: number, what: string): Promise<void> {
+  const base = (await fleet.stats()).acked;
+  await until(async () => (await fleet.stats()).acked >= base + n, ms, `${n} more acks (${what})`);
+}
+
+/** Wait until no member is cut off and every member is in its group again. */
+export async function allBack(fleet: Fleet, ms: number): Promise<FleetStats> {
+  let last: FleetStats | null = null;
+  try {
+    await until(
+      async () => {
+        last = await fleet.stats();
+        return last.down === 0 && last.connected === last.members;
+      },
+      ms,
+      'every member to be back in its group',
+    );
+  } catch (e) {
+    const s = last as FleetStats | null;
+    throw new Error(
+      `${e instanceof Error ? e.message : String(e)}: ${s ? `${s.connected} of ${s.members} in their group, ${s.down} cut off, ${s.pending} sends pending; closes ${fmtCodes(s.closes)}; errors ${fmtCodes(s.errors)}; failed reconnects ${fmtCodes(s.connectFailures)}` : 'no stats'}`,
+    );
+  }
+  return last as unknown as FleetStats;
+}
+
+const fmtCodes = (o: Record<string, number>): string =>
+  Object.entries(o)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k}×${v}`)
+    .join(' ');
+
+export async function runScenario(s: Scenario, load: Load, log: (line: string) => void): Promise<Row> {
+  const t0 = Date.now();
+  const opts: ClusterOptions = { ...DEFAULT_CLUSTER, balancers: load.balancers, ...s.cluster };
+  log(`[${s.name}] starting redis (appendfsync ${opts.fsync}), ${opts.gateways} gateways, ${opts.balancers} HAProxy`);
+  const cluster = await ChaosCluster.start(opts);
+  let fleet: Fleet | null = null;
+  try {
+    log(`[${s.name}] ${load.groups} groups × ${load.members} members over ${load.processes} client processes`);
+    fleet = await Fleet.start(cluster.urls, load.groups, load.members, load.processes);
+    const members = load.groups * load.members;
+    const perSec = members * load.rate;
+    fleet.start(load.rate);
+    await acksGrow(fleet, Math.ceil(perSec * 2), 60_000, 'warm-up');
+    const ctx: ScenarioContext = { cluster, fleet, load, notes: [], violations: [] };
+    log(`[${s.name}] fault: ${s.fault}`);
+    await s.run(ctx);
+    const back = await allBack(fleet, 60_000);
+    // A little more steady load after the recovery, then stop and settle.
+    await acksGrow(fleet, Math.ceil(perSec * 2), 60_000, 'after recovery');
+    const unacked = await fleet.stopSending(30_000);
+    const behind = await fleet.settle(30_000);
+    const result = await fleet.check(cluster.redis.url);
+    const stats = await fleet.stats();
+    cluster.sample();
+    const violations = [...ctx.violations];
+    if (result.ackedLost > 0 && !s.allowAckedLoss) violations.push(`${result.ackedLost} acked message(s) lost`);
+    if (result.missing > 0 && !(s.allowAckedLoss && result.missing <= result.ackedLost * members)) violations.push(`${result.missing} owed deliveries missing`);
+    if (duplicated(result) > 0) violations.push(`${result.dupStored} stored twice, ${result.dupDelivered} delivered twice`);
+    if (result.outOfOrder > 0) violations.push(`${result.outOfOrder} out of order`);
+    if ((result.mismatched > 0 || result.phantom > 0) && !s.allowAckedLoss) violations.push(`${result.mismatched} mismatched, ${result.phantom} phantom`);
+    if (unacked > 0) violations.push(`${unacked} send(s) never acked`);
+    if (stats.gaps > 0 && !s.allowAckedLoss) violations.push(`clients reported ${stats.gaps} gap(s)`);
+    if (behind > 0) violations.push(`${behind} member(s) still behind at the end`);
+    void back;
+    const row: Row = {
+      scenario: s.name,
+      load,
+      fault: s.fault,
+      result,
+      stats,
+      maxRecoveryMs: ctx.recoveryMs ?? stats.maxRecoveryMs,
+      peakRssBytes: cluster.rss.map((r) => r.peak),
+      unackedAtEnd: unacked,
+      behindAtEnd: behind,
+      notes: ctx.notes,
+      violations,
+      seconds: (Date.now() - t0) / 1000,
+    };
+    log(
+      `[${s.name}] sent ${result.sent} acked ${result.acked} delivered ${result.delivered} lost ${lost(result)} dup ${duplicated(result)}; ` +
+        `closes ${fmtCodes(stats.closes) || '-'}; errors ${fmtCodes(stats.errors) || '-'}; ${violations.length === 0 ? 'PASS' : `FAIL: ${violations.join('; ')}`}`,
+    );
+    for (const x of result.samples) log(`[${s.name}]   ${x}`);
+    for (const l of balancerEvents(cluster)) log(`[${s.name}]   haproxy: ${l}`);
+    return row;
+  } catch (e) {
+    // What the gateways said last at warn level or above, to go with the failure.
+    cluster.gws.forEach((g, i) => {
+      const bad = g.output.filter((l) => /"level":(4|5|6)0/.test(l));
+      const kinds = new Map<string, number>();
+      for (const l of bad) {
+        const m = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 80);
+        kinds.set(m, (kinds.get(m) ?? 0) + 1);
+      }
+      log(`[${s.name}] gw${i + 1} warnings/errors: ${[...kinds].map(([m, n]) => `${m} ×${n}`).join('; ') || 'none'}`);
+      const last = bad.filter((l) => /"level":(5|6)0/.test(l)).slice(-2);
+      for (const l of last) log(`[${s.name}]   ${l.slice(0, 600)}`);
+    });
+    for (const l of balancerEvents(cluster)) log(`[${s.name}]   haproxy: ${l}`);
+    throw e;
+  } finally {
+    await fleet?.stop().catch(() => undefined);
+    await cluster.stop();
+  }
+}
+
+export { fmtCodes };
+
+/** HAProxy's server state changes (DOWN/UP/NOLB, with the check's reason), for the log. */
+export function balancerEvents(cluster: ChaosCluster): string[] {
+  return cluster.lbs.flatMap((l, i) =>
+    l.output
+      .join('')
+      .split('\n')
+      .filter((x) => /Server gateways_(ws|tcp)\/gw\d+ is /.test(x) && x.includes('gateways_ws'))
+      .map((x) => `lb${i + 1} ${x.replace(/^.*Server /, '').slice(0, 160)}`),
+  );
+}
+
+// ---- the faults ----
+
+/** Rolling SIGTERM restart of every gateway, each after the previous one is ready (UP in every balancer) again. */
+export const rollingRestart: Scenario = {
+  name: 'rolling restart',
+  fault: 'SIGTERM each gateway in turn, restart it, wait until it is UP again',
+  cluster: {},
+  async run(ctx) {
+    const { cluster } = ctx;
+    for (let i = 0; i < cluster.gws.length; i++) {
+      const t = Date.now();
+      const exit = await cluster.stopGateway(i, 'SIGTERM');
+      if (exit.code !== 0) ctx.violations.push(`gw${i + 1} exited ${exit.code ?? exit.signal} after SIGTERM`);
+      await cluster.restartGateway(i);
+      await cluster.waitBalancers([`gw${i + 1}`], 'UP', 30_000);
+      ctx.notes.push(`gw${i + 1}: drained, restarted and UP in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    }
+    const s = await ctx.fleet.stats();
+    const other = Object.entries(s.closes).filter(([code]) => code !== '1012');
+    if (other.length > 0) ctx.violations.push(`closes other than 1012: ${fmtCodes(Object.fromEntries(other))}`);
+    if ((s.closes['1012'] ?? 0) === 0) ctx.violations.push('no client saw a 1012 close');
+  },
+};
+
+/** kill -9 the busiest gateway; every client it held comes back on the others. */
+export function killGateway(minOnKilled: number): Scenario {
+  return {
+    name: 'kill -9 gateway',
+    fault: 'SIGKILL the gateway holding the most clients',
+    cluster: {},
+    async run(ctx) {
+      const { cluster, fleet } = ctx;
+      const counts = await Promise.all(cluster.gws.map((_, i) => cluster.connections(i)));
+      const victim = counts.indexOf(Math.max(...counts));
+      const held = counts[victim] as number;
+      ctx.notes.push(`gw${victim + 1} held ${held} of ${counts.reduce((a, b) => a + b, 0)} connections when killed`);
+      if (held < minOnKilled) ctx.violations.push(`only ${held} clients on the killed node (at least ${minOnKilled} wanted)`);
+      const t = Date.now();
+      await cluster.stopGateway(victim, 'SIGKILL');
+      const s = await allBack(fleet, 60_000);
+      ctx.recoveryMs = s.lastBackAt > 0 ? s.lastBackAt - t : 0;
+      ctx.notes.push(`last client back ${(ctx.recoveryMs / 1000).toFixed(2)} s after the kill; ${s.resumes} resumes`);
+      if (s.resumes < held) ctx.violations.push(`${s.resumes} resumes for ${held} clients cut off`);
+    },
+  };
+}
+
+/** SIGSTOP Redis for `seconds`, then SIGCONT. */
+export function freezeRedis(seconds: number): Scenario {
+  return {
+    name: 'redis frozen',
+    fault: `SIGSTOP redis-server for ${seconds} s, then SIGCONT`,
+    cluster: {},
+    async run(ctx) {
+      const { cluster } = ctx;
+      cluster.sample();
+      const before = cluster.rss.map((r) => r.now);
+      cluster.freezeRedis();
+      const t = Date.now();
+      let sawNotReady = false;
+      let lbDown = false;
+      let refused = false;
+      try {
+        // Each gateway's /readyz turns 503 within its ping timeout.
+        await until(async () => (await Promise.all(cluster.gws.map((_, i) => cluster.readyz(i)))).every((s) => s === 503), seconds * 1000 - 1000, 'every /readyz 503');
+        sawNotReady = true;
+        await cluster.waitBalancers(cluster.gws.map((_, i) => `gw${i + 1}`), 'DOWN', Math.max(1000, seconds * 1000 - (Date.now() - t) - 500));
+        lbDown = true;
+        // A new client now gets no menu from any gateway: the balancer answers 503 itself.
+        refused = await WsClient.connect(cluster.urls[0] as string, 'chat.json').then(
+          (c) => {
+            c.close();
+            return false;
+          },
+          () => true,
+        );
+      } catch (e) {
+        ctx.notes.push(`during the freeze: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      // Hold the freeze for the whole window (measured from SIGSTOP), sampling memory.
+      await until(() => {
+        cluster.sample();
+        return Date.now() - t >= seconds * 1000;
+      }, seconds * 1000 + 2000, 'the freeze window');
+      cluster.sample();
+      const during = cluster.rss.map((r) => r.now);
+      cluster.thawRedis();
+      const thawed = Date.now();
+      await until(async () => (await Promise.all(cluster.gws.map((_, i) => cluster.readyz(i)))).every((s) => s === 200), 30_000, 'every /readyz 200 after SIGCONT');
+      await cluster.waitBalancers(cluster.gws.map((_, i) => `gw${i + 1}`), 'UP', 30_000);
+      ctx.notes.push(`ready again ${((Date.now() - thawed) / 1000).toFixed(1)} s after SIGCONT`);
+      const refusedSends = (await Promise.all(cluster.gws.map((_, i) => cluster.metric(i, 'chat_engine_errors_total', 'op="publish"')))).reduce((a, b) => a + b, 0);
+      ctx.notes.push(`${refusedSends} sends answered \`unavailable\` during the freeze (chat_engine_errors_total{op="publish"}), each retried by its client with the same id`);
+      if (refusedSends === 0) ctx.violations.push('no send was answered `unavailable` during the freeze');
+      ctx.notes.push(`RSS before/at the end of the freeze (MB): ${before.map((b, i) => `${mb(b)}/${mb(during[i] ?? 0)}`).join(', ')}`);
+      if (!sawNotReady) ctx.violations.push('/readyz did not turn 503 on every gateway during the freeze');
+      if (!lbDown) ctx.violations.push('HAProxy did not take every gateway out during the freeze');
+      if (!refused) ctx.violations.push('a new client was let in during the freeze');
+      during.forEach((d, i) => {
+        const b = before[i] ?? 0;
+        if (d > b + 200 * 1024 * 1024) ctx.violations.push(`gw${i + 1} RSS grew from ${mb(b)} to ${mb(d)} MB during the freeze`);
+      });
+    },
+  };
+}
+
+/** kill -9 Redis and start it again from its AOF. */
+export function killRedis(fsync: 'everysec' | 'always'): Scenario {
+  return {
+    name: `redis kill -9 (${fsync})`,
+    fault: `SIGKILL redis-server, restart from AOF (appendfsync ${fsync})`,
+    cluster: { fsync },
+    allowAckedLoss: fsync === 'everysec',
+    async run(ctx) {
+      const { cluster } = ctx;
+      const t = Date.now();
+      await cluster.redis.restart('SIGKILL');
+      await until(async () => (await Promise.all(cluster.gws.map((_, i) => cluster.readyz(i)))).every((s) => s === 200), 30_000, 'every /readyz 200 after the restart');
+      ctx.notes.push(`redis back and every gateway ready ${((Date.now() - t) / 1000).toFixed(1)} s after the kill`);
+    },
+  };
+}
+
+export const mb = (b: number): string => (b / 1024 / 1024).toFixed(0);
