@@ -1,7 +1,7 @@
 // Which scenarios run, at what load. This machine has 2 cores shared with other work and a
 // limit of 20,000 fds per process, so the load is modest: 100 groups × 10 members each
 // sending one message every 2 s (500 msg/s, ≈4,500 deliveries/s), and for the gateway
-// kill 1,000 × 10 members (≥3,000 on the killed node) at one message every 20 s each,
+// kill 1,000 × 10 members (≥3,000 on the killed node) at one message every 50 s each,
 // over two HAProxy processes (one holds at most ~9,000 proxied connections).
 import { freezeRedis, killGateway, killRedis, rollingRestart, type Load, type Scenario } from './scenarios.js';
 
@@ -22,7 +22,7 @@ export function plan(quick: boolean): Planned[] {
     ];
   return [
     { key: 'rolling', scenario: rollingRestart, load: base },
-    { key: 'kill', scenario: killGateway(3000), load: { groups: 1000, members: 10, rate: 0.05, processes: 4, balancers: 2 } },
+    { key: 'kill', scenario: killGateway(3000), load: { groups: 1000, members: 10, rate: 0.02, processes: 4, balancers: 2 } },
     { key: 'freeze', scenario: freezeRedis(10), load: base },
     { key: 'redis-kill', scenario: killRedis('everysec'), load: base },
     { key: 'redis-kill-always', scenario: killRedis('always'), load: base },
