@@ -283,6 +283,7 @@ export function freezeRedis(seconds: number): Scenario {
       const thawed = Date.now();
       await until(async () => (await Promise.all(cluster.gws.map((_, i) => cluster.readyz(i)))).every((s) => s === 200), 30_000, 'every /readyz 200 after SIGCONT');
       await cluster.waitBalancers(cluster.gws.map((_, i) => `gw${i + 1}`), 'UP', 30_000);
+      ctx.recoveryMs = Date.now() - thawed;
       ctx.notes.push(`ready again ${((Date.now() - thawed) / 1000).toFixed(1)} s after SIGCONT`);
       const refusedSends = (await Promise.all(cluster.gws.map((_, i) => cluster.metric(i, 'chat_engine_errors_total', 'op="publish"')))).reduce((a, b) => a + b, 0);
       ctx.notes.push(`${refusedSends} sends answered \`unavailable\` during the freeze (chat_engine_errors_total{op="publish"}), each retried by its client with the same id`);
@@ -311,6 +312,7 @@ export function killRedis(fsync: 'everysec' | 'always'): Scenario {
       const t = Date.now();
       await cluster.redis.restart('SIGKILL');
       await until(async () => (await Promise.all(cluster.gws.map((_, i) => cluster.readyz(i)))).every((s) => s === 200), 30_000, 'every /readyz 200 after the restart');
+      ctx.recoveryMs = Date.now() - t;
       ctx.notes.push(`redis back and every gateway ready ${((Date.now() - t) / 1000).toFixed(1)} s after the kill`);
     },
   };
