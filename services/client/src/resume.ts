@@ -165,6 +165,12 @@ export interface ResumingClientEvents {
   /** The token was refused and nothing could take its place: the client is back at the menu. */
   resume_failed: [{ code: ErrorCode; message: string }];
   gap: [Gap];
+  /**
+   * On a resume, the group's top seq is below the last one delivered: the server lost messages this
+   * client saw (e.g. Redis restored from an older AOF). Its next messages reuse those seqs, so the
+   * client continues from `top` (they are delivered, not dropped as duplicates).
+   */
+  rewound: [{ groupId: string; lastSeq: number; top: number }];
   /** The group was removed (API `DELETE`): the client is at the menu and stops resuming. */
   group_closed: [{ groupId: string }];
   /** A server `error` that answers no call and no send (e.g. a refused frame). */
@@ -344,6 +350,23 @@ export class ResumingClient extends EventEmitter<ResumingClientEvents> {
     return new Promise<Ack>((resolve, reject) => {
       this.pending.set(id, { id, text, resolve, reject, writtenOn: 0, everWritten: false, retries: 0, retryTimer: null });
       this.pump();
+    });
+  }
+
+  /**
+   * Leave politely: `exit` (the server answers `bye` and closes), then closed for good. Falls back to
+   * close() when not connected or when no `bye` comes within callTimeoutMs.
+   */
+  exit(): Promise<void> {
+    if (this.state === 'closed') return this.closedPromise ?? Promise.resolve();
+    if (this.state !== 'open' || !this.ws) return this.close();
+    this.ws.send(JSON.stringify({ op: 'exit' }));
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => void this.close().then(resolve), this.opts.callTimeoutMs);
+      this.once('closed', () => {
+        clearTimeout(t);
+        void (this.closedPromise ?? Promise.resolve()).then(resolve);
+      });
     });
   }
 
@@ -685,6 +708,19 @@ export class ResumingClient extends EventEmitter<ResumingClientEvents> {
       // Back in the same group: messages after `last` follow as `message` events.
       this.group = { groupId, name };
       this.counters.resumes++;
+      if (seq < this.last) {
+        const lastSeq = this.last;
+        this.last = seq;
+        this.ahead.clear();
+        this.ownAhead.clear();
+        this.emit('rewound', { groupId, lastSeq, top: seq });
+        // Resume again from the new top: messages that reuse seqs up to the old `since`, published
+        // while this resume was answered, fall outside what it replays.
+        this.inGroup = false;
+        c.resolve(undefined);
+        void this.startCall('resume', { op: 'resume', token, since: seq });
+        return;
+      }
       const resent = [...this.pending.values()].filter((p) => p.everWritten).length;
       this.emit('resumed', { groupId, name, seq, via: this.resumeVia, resent });
       c.resolve(undefined);

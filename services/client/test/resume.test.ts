@@ -2,9 +2,9 @@
 // a member whose node is killed (SIGKILL, by PID) comes back on the other node with no gap and
 // no duplicate, and a send left unacked by the drop is stored once.
 import assert from 'node:assert/strict';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { ResumingClient, type ChatMessage } from '../src/resume.js';
+import { MuteRelay } from './relay.js';
 import { TEST_CHAT_SECRET } from '../../gateway/test/helpers/engines.js';
 import { WsClient } from '../../gateway/test/helpers/clients.js';
 import { metric } from '../../gateway/test/helpers/forwarded.js';
@@ -40,57 +40,6 @@ class Member {
 }
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, i) => a + i);
-
-/**
- * A TCP relay in front of a gateway that can swallow everything the server sends (`mute`): the
- * client's frames still arrive and are acted on, but no ack comes back. `cut()` then ends the link
- * without a close frame, like a dead node or network.
- */
-class MuteRelay {
-  muted = false;
-  private readonly sockets = new Set<Socket>();
-  private constructor(
-    private readonly server: Server,
-    readonly port: number,
-  ) {}
-
-  static async start(target: number): Promise<MuteRelay> {
-    let relay: MuteRelay | null = null;
-    const server = createServer((client) => {
-      const upstream = connect({ host: '127.0.0.1', port: target });
-      for (const s of [client, upstream]) {
-        relay?.sockets.add(s);
-        s.on('error', () => undefined);
-        s.on('close', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.on('data', (d: Buffer) => upstream.write(d));
-      upstream.on('data', (d: Buffer) => {
-        if (!relay?.muted) client.write(d);
-      });
-    });
-    await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-    const a = server.address();
-    relay = new MuteRelay(server, typeof a === 'object' && a ? a.port : 0);
-    return relay;
-  }
-
-  get url(): string {
-    return `ws://127.0.0.1:${this.port}/`;
-  }
-
-  cut(): void {
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
-  }
-
-  close(): Promise<void> {
-    this.cut();
-    return new Promise((res) => this.server.close(() => res()));
-  }
-}
 
 async function twoNodes(extra: Record<string, string> = {}): Promise<{ redis: RedisServer; gws: Gateway[]; stop: () => Promise<void> }> {
   const redis = await RedisServer.start();
@@ -242,6 +191,71 @@ test('the dedupe window holds: the newest DEDUPE_WINDOW ids per group, a TTL, on
     back.close();
     twin.close();
   } finally {
+    await stop();
+  }
+});
+
+test('reconnects are bounded (attempts, full jitter under the ceiling) and give up with closed: gave_up; close() while reconnecting leaves no timer or socket', async () => {
+  const { freePort } = await import('../../gateway/test/helpers/gateway.js');
+  const dead = `ws://127.0.0.1:${await freePort()}/`; // nothing listens there
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout' || r === 'TCPSocketWrap').length;
+  const baseline = timers();
+
+  const delays: number[] = [];
+  const c = new ResumingClient({ url: dead, backoff: { initialMs: 40, maxMs: 80, maxAttempts: 4 }, random: () => 0.999 });
+  c.on('reconnecting', (r) => delays.push(r.delayMs));
+  const closed = new Promise<string>((res) => c.once('closed', (e) => res(e.reason)));
+  await assert.rejects(within(c.connect(), 10_000, 'connect to give up'), /could not connect/);
+  assert.equal(await closed, 'gave_up');
+  assert.equal(delays.length, 4, 'maxAttempts tries, then no more');
+  // Full jitter: random × min(maxMs, initialMs × 2^(attempt-1)); here random is just under 1.
+  assert.deepEqual(delays, [39, 79, 79, 79]);
+  await assert.rejects(c.send('x'), /closed/);
+
+  const d = new ResumingClient({ url: dead, backoff: { initialMs: 5000, maxMs: 5000 } });
+  const first = d.connect().catch(() => 'rejected');
+  await new Promise<void>((res) => d.once('reconnecting', () => res()));
+  assert.ok(timers() > baseline, 'a retry timer is pending');
+  await d.close();
+  assert.equal(await first, 'rejected');
+  // Polled without a timer of our own (until() would add one): the socket's handle goes within a few ticks.
+  const deadline = Date.now() + 2000;
+  while (timers() > baseline && Date.now() < deadline) await new Promise<void>((r) => setImmediate(r));
+  assert.ok(timers() <= baseline, `no timer or socket left after close(): ${process.getActiveResourcesInfo().join(', ')}`);
+});
+
+test('a resume onto a group whose seq went backwards (Redis lost messages) is reported as rewound, and the reused seqs are delivered', async () => {
+  const { redis, gws, stop } = await twoNodes();
+  const [g1, g2] = gws as [Gateway, Gateway];
+  const relay = await MuteRelay.start(g1.port);
+  // A third node with no member of the group yet: Ann's resume lands there, on a fresh hub. (A node
+  // that fanned out seqs 3..5 before the loss still drops their reuse: hubs.ts keeps its last seq.)
+  const g3 = await startGateway({ env: g1.env, noTcp: true });
+  try {
+    const ann = await Member.open([relay.url, g3.wsUrl]);
+    const bob = await Member.open([g2.wsUrl]);
+    const { groupId } = await ann.c.create('Ann', 'pw');
+    await bob.c.join('Bob', groupId, 'pw');
+    for (let i = 1; i <= 5; i++) await bob.c.send(`b${i}`);
+    await until(() => ann.c.lastSeq === 5, 5000, 'Ann at seq 5');
+    // Redis loses the last three messages (as a restore from an older AOF would), then Ann's link drops.
+    const stream = `chat:{g:${groupId}}:history`;
+    const kept = (await redis.admin.xrange(stream, '-', '+')).slice(0, 2);
+    await redis.admin.del(stream);
+    for (const [id, fields] of kept) await redis.admin.xadd(stream, id, ...fields);
+    await redis.admin.hset(`chat:{g:${groupId}}`, 'seq', '2');
+    const rewound = new Promise<{ lastSeq: number; top: number }>((res) => ann.c.once('rewound', res));
+    relay.cut();
+    assert.deepEqual(await within(rewound, 15_000, 'rewound'), { groupId, lastSeq: 5, top: 2 });
+    await bob.c.send('after the loss');
+    const m = await ann.inbox.next(5000, 'the message with a reused seq', (x) => x.text === 'after the loss').catch((e: Error) => {
+      throw new Error(`${e.message}: Ann last ${ann.c.lastSeq} ${JSON.stringify(ann.c.counters)} on g3 ${g3.output.filter((l) => l.includes('RESUMED')).length}`);
+    });
+    assert.equal(m.seq, 3, 'seq 3 again, delivered rather than dropped as a duplicate');
+    for (const x of [ann, bob]) await x.c.close();
+  } finally {
+    await relay.close();
+    await g3.stop('SIGKILL');
     await stop();
   }
 });

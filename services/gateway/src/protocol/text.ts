@@ -86,3 +86,12 @@ export const CLOSE_INTERNAL_ERROR = 'internal error';
 export const CLOSE_MENU_TIMEOUT = 'menu timeout';
 export const CLOSE_RESTARTING = 'server restarting';
 export const CLOSE_UNAVAILABLE = 'chat unavailable, try again later';
+
+// The terminal client's own notices (services/client/src/main.ts): what it prints about its link,
+// in the seed's tone. The server never sends these.
+export const CLIENT_RECONNECTING = 'Connection lost, reconnecting...';
+export const CLIENT_RESUMED = 'Reconnected, the chat goes on.';
+export const CLIENT_RECONNECTING_MENU = 'Connection lost, reconnecting to the menu (this connection cannot resume a chat)...';
+export const CLIENT_GAVE_UP = 'Could not reconnect to the server, bye!';
+export const clientMissed = (from: number, to: number): string =>
+  to > from ? `(messages ${from} to ${to} could not be recovered)` : `(message ${from} could not be recovered)`;
