@@ -286,7 +286,7 @@ export function freezeRedis(seconds: number): Scenario {
       ctx.recoveryMs = Date.now() - thawed;
       ctx.notes.push(`ready again ${((Date.now() - thawed) / 1000).toFixed(1)} s after SIGCONT`);
       const refusedSends = (await Promise.all(cluster.gws.map((_, i) => cluster.metric(i, 'chat_engine_errors_total', 'op="publish"')))).reduce((a, b) => a + b, 0);
-      ctx.notes.push(`${refusedSends} sends answered \`unavailable\` during the freeze (chat_engine_errors_total{op="publish"}), each retried by its client with the same id`);
+      ctx.notes.push(`${refusedSends} send refusals (\`unavailable\`, first tries and retries; chat_engine_errors_total{op="publish"}), each retried by its client with the same id`);
       if (refusedSends === 0) ctx.violations.push('no send was answered `unavailable` during the freeze');
       ctx.notes.push(`RSS before/at the end of the freeze (MB): ${before.map((b, i) => `${mb(b)}/${mb(during[i] ?? 0)}`).join(', ')}`);
       if (!sawNotReady) ctx.violations.push('/readyz did not turn 503 on every gateway during the freeze');
