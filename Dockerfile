@@ -12,6 +12,8 @@ ENV NODE_ENV=production PORT=8080 TCP_PORT=7037 METRICS_PORT=9464 LOOPBACK_EXEMP
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The web client's static files, served at / (read from services/web beside dist at start).
+COPY --from=build /app/services/web ./services/web
 COPY --from=build /app/package.json ./package.json
 USER node
 EXPOSE 8080 7037 9464

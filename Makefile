@@ -13,7 +13,7 @@ build: install
 	node scripts/embed-lua.mjs
 	rm -rf dist && npx tsc -p tsconfig.json
 
-# One gateway, embedded engine, WebSocket on 8080, TCP on 7037, metrics on 9464.
+# One gateway, embedded engine, WebSocket and the web client (http://localhost:8080/) on 8080, TCP on 7037, metrics on 9464.
 run: build
 	node dist/services/gateway/src/main.js
 
@@ -27,7 +27,7 @@ client: build
 	node dist/services/client/src/main.js $(URL) $(if $(CA),--ca $(CA))
 
 # The system programs the tests drive (redis-server, redis-cli, haproxy, promtool, prometheus,
-# openssl): installed with apt-get when missing and root, otherwise a stop with the exact command.
+# openssl, chromium): installed with apt-get when missing and root, otherwise a stop with the exact command.
 deps:
 	bash scripts/check-deps.sh
 
@@ -39,9 +39,10 @@ test: deps build
 test-unit: build
 	$(NODE_TEST) $$(find dist/services/gateway/test/unit -name "*.test.js" | sort)
 
-# Types everywhere, the k6 scripts, and no import cycle (layers point one way: docs/ARCHITECTURE.md).
+# Types everywhere (the web client's plain JS too), the k6 scripts, and no import cycle (layers point one way: docs/ARCHITECTURE.md).
 lint: install
 	npx tsc -p tsconfig.json --noEmit
+	npx tsc -p services/web/tsconfig.json
 	node scripts/check-cycles.mjs --layers scripts/layers.json services/gateway/src services/client/src loadtest/harness loadtest/peers
 	npx tsc -p loadtest/tsconfig.json --noEmit
 	npx tsc -p loadtest/k6/tsconfig.json

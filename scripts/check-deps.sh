@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The system programs `make test` drives for real, checked before any test runs.
+# (chromium: the browser test drives the apt package through playwright-core; nothing downloads one.)
 # Missing ones are installed with apt-get when we are root on Debian/Ubuntu;
 # otherwise we stop at once with the exact command to run (never a test timeout).
 #   bash scripts/check-deps.sh          (the Makefile's `deps` target; exit 0 = all present)
@@ -7,7 +8,7 @@
 set -uo pipefail
 
 # program → Debian package that ships it
-progs=(redis-server redis-cli haproxy promtool prometheus openssl)
+progs=(redis-server redis-cli haproxy promtool prometheus openssl ip chromium)
 declare -A pkg_of=(
   [redis-server]=redis-server
   [redis-cli]=redis-tools
@@ -15,6 +16,8 @@ declare -A pkg_of=(
   [promtool]=prometheus
   [prometheus]=prometheus
   [openssl]=openssl
+  [ip]=iproute2
+  [chromium]=chromium
 )
 
 missing_programs() {

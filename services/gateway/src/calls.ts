@@ -7,7 +7,8 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { ClientAddress } from './clientip.js';
 import type { Config } from './config.js';
-import { GroupLimitError, type Broker, type GroupRecord, type GroupStore, type PresenceManager } from './engine/engine.js';
+import { GroupLimitError, textBytes, type Broker, type GroupRecord, type GroupStore, type PresenceManager, type StoredMessage } from './engine/engine.js';
+import type { ChatMessage } from './engine/model.js';
 import type { AuthPolicy, Throttle } from './engine/throttle.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -19,6 +20,16 @@ import type { ErrorCode } from './protocol/frames.js';
 import * as T from './protocol/text.js';
 import type { Call, CallFailure, CallResult } from './session.js';
 import { issueToken, newJoinId, verifyToken, type TokenClaims } from './tokens.js';
+
+/** A history page's size when the client names none (PROTOCOL.md §3). */
+export const HISTORY_PAGE_DEFAULT = 50;
+
+/** A stored message as members see it (without the origin connection). */
+function chatMessage(m: StoredMessage): ChatMessage {
+  const out: ChatMessage = { groupId: m.groupId, seq: m.seq, from: m.from, text: m.text, ts: m.ts };
+  if (m.api) out.api = true;
+  return out;
+}
 
 /** Groups whose verified password this node remembers (one entry per group, least recently used goes). */
 const AUTH_CACHE_GROUPS = 10_000;
@@ -231,7 +242,41 @@ export class Calls {
         return this.resume(ctx, call.token);
       case 'who':
         return { ok: true, names: await engine.members(call.groupId) };
+      case 'history':
+        // `seen` is the node's to resolve (it knows what it showed the connection); unresolved = newest.
+        return { ok: true, ...(await this.historyPage(call.groupId, typeof call.before === 'number' ? call.before : null, call.limit)) };
     }
+  }
+
+  /**
+   * One page of history before `before` (exclusive; null = the newest), oldest first, for the
+   * `history` op, `/history` and the server API. `limit` (default 50) is clamped to HISTORY_PAGE_MAX,
+   * and a page also stops at a quarter of MAX_BACKPRESSURE_BYTES of text (at least one message), so
+   * one page never makes its reader a slow consumer. `more`: older messages remain in the history
+   * (what retention and HISTORY_LIMIT / HISTORY_MAX_BYTES kept).
+   */
+  async historyPage(groupId: string, before: number | null, limit: number | null): Promise<{ messages: ChatMessage[]; more: boolean }> {
+    const n = Math.max(1, Math.min(limit ?? HISTORY_PAGE_DEFAULT, this.config.historyPageMax));
+    // One more than asked for says whether older ones remain.
+    const page = await this.engine.history(groupId, before === null ? { limit: n + 1 } : { before, limit: n + 1 });
+    let msgs = page.messages;
+    let more = msgs.length > n;
+    if (more) msgs = msgs.slice(msgs.length - n);
+    const maxBytes = Math.floor(this.config.maxBackpressureBytes / 4);
+    let bytes = 0;
+    let from = msgs.length;
+    while (from > 0) {
+      const m = msgs[from - 1] as StoredMessage;
+      const b = textBytes(m.text) + textBytes(m.from);
+      if (from < msgs.length && bytes + b > maxBytes) break;
+      bytes += b;
+      from--;
+    }
+    if (from > 0) {
+      more = true;
+      msgs = msgs.slice(from);
+    }
+    return { messages: msgs.map(chatMessage), more };
   }
 
   private async create(ctx: CallContext, name: string, password: string): Promise<CallResult> {

@@ -15,6 +15,7 @@ export interface Config {
   chatSecret: string;
   secretIsEphemeral: boolean;
   dataDir: string;
+  /** Messages kept per group (what paging can reach), exact. */
   historyLimit: number;
   /**
    * Idempotent sends (docs/SECURITY.md): per group, the newest sends with a client id remembered
@@ -22,6 +23,20 @@ export interface Config {
    */
   dedupeWindow: number;
   dedupeTtlSeconds: number;
+  /** Messages replayed on a join (and a resume without `since`). */
+  historyReplay: number;
+  /** Largest page of the `history` op, `/history` and the API's history route. */
+  historyPageMax: number;
+  /** History pages per connection (token bucket; 0 = unlimited), and history reads in flight per node (0 = unbounded). */
+  historyRatePerSec: number;
+  historyRateBurst: number;
+  /** History pages per client address per second on this node (burst: twice that); 0 = off. */
+  historyAddressRatePerSec: number;
+  historyMaxInflight: number;
+  /** Server HTTP API keys (API_KEY, comma-separated for rotation); null = the API is off (404). */
+  apiKeys: string[] | null;
+  /** Server HTTP API calls in flight per node; past it `rate_limited` (429). */
+  apiMaxInflight: number;
   drainSeconds: number;
   maxFrameBytes: number;
   maxBackpressureBytes: number;
@@ -37,6 +52,10 @@ export interface Config {
   maxTextLength: number;
   /** WebSocket idle timeout (uWS pings before it). TCP relies on kernel keepalive (the seed protocol has no ping). */
   idleTimeoutSeconds: number;
+  /** TCP: keep-alive probes start after this idle time (then 10 probes 1 s apart, libuv's): a silent peer is reaped after about this + 10 s. */
+  tcpKeepAliveSeconds: number;
+  /** After the engine has been unreachable this long, this node's clients are closed (1012) to go to a ready node; 0 = never. */
+  engineLossShedSeconds: number;
   /** Sessions that have not reached a group by then are closed. */
   menuTimeoutSeconds: number;
   tokenTtlSeconds: number;
@@ -130,6 +149,11 @@ export function loadConfig(env: Env = process.env): Config {
     if (e instanceof InvalidProxySpec) throw new ConfigError(`TRUSTED_PROXIES must be comma-separated IPs or CIDRs (IPv4 or IPv6): ${e.message}`);
     throw e;
   }
+  const apiKeys = list(env, 'API_KEY');
+  for (const key of apiKeys ?? []) {
+    // The key itself never goes into the message (it would land in logs).
+    if (key.length < 16) throw new ConfigError(`API_KEY: every key must be at least 16 characters (one has ${key.length})`);
+  }
   const scryptN = int(env, 'SCRYPT_N', 131072, 2, 1 << 22);
   if ((scryptN & (scryptN - 1)) !== 0) throw new ConfigError('SCRYPT_N must be a power of two');
   return {
@@ -143,9 +167,17 @@ export function loadConfig(env: Env = process.env): Config {
     chatSecret: secret ?? randomBytes(32).toString('base64url'),
     secretIsEphemeral: secret === null,
     dataDir: env['DATA_DIR']?.trim() || './data',
-    historyLimit: int(env, 'HISTORY_LIMIT', 100, 1, 100_000),
     dedupeWindow: int(env, 'DEDUPE_WINDOW', 1000, 0, 100_000),
     dedupeTtlSeconds: int(env, 'DEDUPE_TTL_SECONDS', 600, 1, 86_400),
+    historyLimit: int(env, 'HISTORY_LIMIT', 1000, 1, 100_000),
+    historyReplay: int(env, 'HISTORY_REPLAY', 100, 0, 100_000),
+    historyPageMax: int(env, 'HISTORY_PAGE_MAX', 200, 1, 10_000),
+    historyRatePerSec: int(env, 'HISTORY_RATE_PER_SEC', 5, 0, 1_000_000),
+    historyRateBurst: int(env, 'HISTORY_RATE_BURST', 10, 1, 1_000_000),
+    historyAddressRatePerSec: int(env, 'HISTORY_ADDRESS_RATE_PER_SEC', 20, 0, 1_000_000),
+    historyMaxInflight: int(env, 'HISTORY_MAX_INFLIGHT', 64, 0, 1_000_000),
+    apiKeys,
+    apiMaxInflight: int(env, 'API_MAX_INFLIGHT', 256, 1, 1_000_000),
     drainSeconds: int(env, 'DRAIN_SECONDS', 10, 0, 3600),
     maxFrameBytes: int(env, 'MAX_FRAME_BYTES', 16 * 1024, 256, 16 * 1024 * 1024),
     maxBackpressureBytes: int(env, 'MAX_BACKPRESSURE_BYTES', 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
@@ -159,6 +191,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxNameLength: int(env, 'MAX_NAME_LENGTH', 32, 1, 256),
     maxTextLength: int(env, 'MAX_TEXT_LENGTH', 2000, 1, 1_000_000),
     idleTimeoutSeconds: int(env, 'IDLE_TIMEOUT_SECONDS', 120, 8, 3600),
+    tcpKeepAliveSeconds: int(env, 'TCP_KEEPALIVE_SECONDS', 30, 1, 7200),
+    engineLossShedSeconds: int(env, 'ENGINE_LOSS_SHED_SECONDS', 15, 0, 86_400),
     menuTimeoutSeconds: int(env, 'MENU_TIMEOUT_SECONDS', 300, 1, 86_400),
     tokenTtlSeconds: int(env, 'TOKEN_TTL_SECONDS', 86_400, 60, 30 * 86_400),
     tokenMaxAgeSeconds: int(env, 'TOKEN_MAX_AGE_SECONDS', 7 * 86_400, 1, 365 * 86_400),

@@ -30,7 +30,9 @@ class Hub {
 }
 
 export function publicMessage(m: StoredMessage): ChatMessage {
-  return { groupId: m.groupId, seq: m.seq, from: m.from, text: m.text, ts: m.ts };
+  const out: ChatMessage = { groupId: m.groupId, seq: m.seq, from: m.from, text: m.text, ts: m.ts };
+  if (m.api) out.api = true;
+  return out;
 }
 
 interface Member {
@@ -46,9 +48,11 @@ export class GroupHubs {
 
   constructor(
     private readonly engine: Broker,
-    private readonly config: Pick<Config, 'historyLimit'>,
+    private readonly config: Pick<Config, 'historyLimit' | 'historyReplay'>,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** The group was removed (the server API's DELETE): these members of it on this node must leave it. */
+    private readonly onClosed: (groupId: string, memberIds: string[]) => void = () => undefined,
   ) {
     engine.onChannel((groupId, ev) => {
       const hub = this.hubs.get(groupId);
@@ -73,7 +77,7 @@ export class GroupHubs {
     conn: Conn,
     from: HistoryFrom,
     gone: () => boolean,
-    greet: (history: ChatMessage[]) => void,
+    greet: (history: ChatMessage[], upTo: number) => void,
   ): Promise<boolean> {
     const hub = this.acquire(groupId);
     try {
@@ -82,9 +86,14 @@ export class GroupHubs {
       // that was ahead): catch the node up first, or it would get those messages twice.
       if (from !== 'recent' && from.since > hub.seq) await this.backfill(hub);
       const limit = this.config.historyLimit;
-      const msgs = (from === 'recent' ? await this.engine.history(groupId, { limit }) : await this.engine.history(groupId, { since: from.since, limit }))
-        .messages;
-      let last = msgs.length > 0 ? (msgs[msgs.length - 1] as StoredMessage).seq : from === 'recent' ? 0 : from.since;
+      // A join replays the newest HISTORY_REPLAY; a resume everything after `since` that is kept.
+      const first =
+        from === 'recent'
+          ? await this.engine.history(groupId, { limit: this.config.historyReplay })
+          : await this.engine.history(groupId, { since: from.since, limit });
+      const msgs = first.messages;
+      // With no replay (HISTORY_REPLAY=0) a join starts at the top, not at the oldest kept message.
+      let last = msgs.length > 0 ? (msgs[msgs.length - 1] as StoredMessage).seq : from === 'recent' ? first.top : from.since;
       while (last < hub.seq) {
         const more = (await this.engine.history(groupId, { since: last, limit })).messages;
         if (more.length === 0) break;
@@ -95,7 +104,7 @@ export class GroupHubs {
         this.release(groupId);
         return false;
       }
-      greet(msgs.filter((m) => m.seq <= hub.seq).map(publicMessage));
+      greet(msgs.filter((m) => m.seq <= hub.seq).map(publicMessage), hub.seq);
       this.members.set(memberId, { conn, groupId });
       conn.subscribe(groupId);
       return true;
@@ -176,6 +185,12 @@ export class GroupHubs {
         if (hub.live) void this.backfill(hub);
         else hub.again = true;
         return;
+      case 'closed': {
+        const ids: string[] = [];
+        for (const [id, m] of this.members) if (m.groupId === hub.groupId) ids.push(id);
+        if (ids.length > 0) this.onClosed(hub.groupId, ids);
+        return;
+      }
     }
   }
 

@@ -1,4 +1,5 @@
 // Wiring only: config → engine → node → transports → metrics, and shutdown.
+import { Api } from './api.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { lockDataDir } from './datalock.js';
 import type { Engine } from './engine/engine.js';
@@ -72,11 +73,14 @@ async function start(config: Config, log: Logger, metrics: Metrics): Promise<voi
   const passwords =
     config.scryptIdleSeconds > 0 ? new ScryptProcess(config.scryptConcurrency, config.scryptIdleSeconds * 1000, log, afterStorm) : null;
   const node = new ChatNode(engine, config, log, metrics, passwords?.run);
+  node.watchEngine();
   metrics.probeEngine(() => engine.isUp());
   metrics.probeReady(() => node.isReady());
 
   const proxies = new TrustedProxies(config.trustedProxies);
-  const ws = new UwsTransport(node, proxies, config, metrics, log);
+  // The server HTTP API: its routes answer 404 while API_KEY is unset.
+  const api = new Api(engine, node.calls, config, log, metrics);
+  const ws = new UwsTransport(node, proxies, config, metrics, log, api);
   node.addFanout(ws.fanout);
   const port = await ws.listen();
   let tcp: TcpTransport | null = null;

@@ -29,6 +29,8 @@ export class Metrics {
   readonly admissionRefusals: Counter<'reason'>;
   readonly passwordQueue: Gauge;
   readonly groupsRemoved: Counter;
+  readonly engineLossCloses: Counter;
+  readonly apiRequests: Counter<'route' | 'status'>;
   private engineProbe: () => boolean = () => false;
   private readyProbe: () => boolean = () => false;
 
@@ -112,7 +114,18 @@ export class Metrics {
     });
     for (const r of ADMISSION_REASONS) this.admissionRefusals.inc({ reason: r }, 0);
     this.passwordQueue = new Gauge({ name: 'chat_password_queue', help: 'Password checks and creates waiting for scrypt on this node', registers });
+    this.engineLossCloses = new Counter({
+      name: 'chat_engine_loss_disconnects_total',
+      help: 'Clients closed (1012) to go to a ready node after this node lost its engine for ENGINE_LOSS_SHED_SECONDS',
+      registers,
+    });
     this.groupsRemoved = new Counter({ name: 'chat_groups_removed_total', help: 'Groups removed by this node (idle past the retention period)', registers });
+    this.apiRequests = new Counter({
+      name: 'chat_api_requests_total',
+      help: 'Server HTTP API calls by route template and status',
+      labelNames: ['route', 'status'],
+      registers,
+    });
     // Every fixed label value starts at 0, so dashboards and rate() see a series before the first event.
     for (const r of ['ok', 'unknown_group', 'wrong_password', 'locked', 'no_groups'] as const) this.joins.inc({ result: r }, 0);
     for (const r of REJECT_REASONS) this.framesRejected.inc({ reason: r }, 0);

@@ -4,7 +4,7 @@
 import { Calls } from './calls.js';
 import { ConnectionsPerIp, type ClientAddress } from './clientip.js';
 import type { Config } from './config.js';
-import { dedupeKey, EngineUnavailableError, type Engine } from './engine/engine.js';
+import { dedupeKey, EngineUnavailableError, isNoGroupError, type Engine } from './engine/engine.js';
 import type { HistoryFrom } from './engine/model.js';
 import { GroupHubs } from './hubs.js';
 import { localScrypt } from './passwords.js';
@@ -27,7 +27,7 @@ import {
 import { encode } from './protocol/codecs.js';
 import type { ErrorCode, ServerEvent } from './protocol/frames.js';
 import * as T from './protocol/text.js';
-import { TokenBucket } from './ratelimit.js';
+import { KeyedBuckets, TokenBucket } from './ratelimit.js';
 import { newSession, phase, step, type Call, type CallResult, type Effect, type Input, type Publish, type Session } from './session.js';
 
 const MAX_QUEUED_INPUTS = 64;
@@ -53,6 +53,10 @@ class Client implements Inbound {
   readonly bucket: TokenBucket;
   /** Creates, joins and resumes: a bucket of their own, so they never eat into chat messages. */
   readonly callBucket: TokenBucket;
+  /** History pages (HISTORY_RATE_PER_SEC, HISTORY_RATE_BURST): they read the engine. */
+  readonly historyBucket: TokenBucket;
+  /** The oldest seq this connection has been shown (replay, live, `/history` pages): where `/history` goes on from. */
+  oldestSeen: number | null = null;
   constructor(
     private readonly node: ChatNode,
     readonly conn: Conn,
@@ -62,6 +66,7 @@ class Client implements Inbound {
   ) {
     this.bucket = new TokenBucket(rate, burst);
     this.callBucket = new TokenBucket(rate, burst);
+    this.historyBucket = new TokenBucket(node.config.historyRatePerSec, node.config.historyRateBurst);
   }
 
   get id(): string {
@@ -84,8 +89,13 @@ class Client implements Inbound {
 export class ChatNode implements Gate {
   private readonly clients = new Map<string, Client>();
   private readonly hubs: GroupHubs;
-  private readonly calls: Calls;
+  /** The engine work behind the session's calls; the server API (api.ts) creates groups and reads history through it too. */
+  readonly calls: Calls;
   private nextConn = 0;
+  /** History reads in flight on this node (HISTORY_MAX_INFLIGHT). */
+  private historyReads = 0;
+  /** History pages per client address on this node (HISTORY_ADDRESS_RATE_PER_SEC). */
+  private readonly historyByAddress: KeyedBuckets;
   private draining = false;
   private readonly limits: { maxNameLength: number; maxTextLength: number };
   private readonly perIp: ConnectionsPerIp;
@@ -100,7 +110,8 @@ export class ChatNode implements Gate {
     this.limits = { maxNameLength: config.maxNameLength, maxTextLength: config.maxTextLength };
     this.perIp = new ConnectionsPerIp(config.maxConnectionsPerIp);
     this.calls = new Calls(engine, config, log, metrics, scrypt);
-    this.hubs = new GroupHubs(engine, config, log, metrics);
+    this.historyByAddress = new KeyedBuckets(config.historyAddressRatePerSec, 2 * config.historyAddressRatePerSec);
+    this.hubs = new GroupHubs(engine, config, log, metrics, (groupId, memberIds) => this.groupClosed(groupId, memberIds));
   }
 
   /** Count a new connection against its client address; false = over MAX_CONNECTIONS_PER_IP. */
@@ -240,7 +251,7 @@ export class ChatNode implements Gate {
             await this.attach(c, e.groupId, e.name, e.history);
             break;
           case 'detach':
-            await this.detach(c);
+            await this.detach(c, e.closed === true);
             break;
           case 'call':
             next = { kind: 'result', result: this.overRate(c, e.call) ?? (await this.perform(c, e.call)) };
@@ -286,6 +297,7 @@ export class ChatNode implements Gate {
   // ---- calls ----
 
   private async perform(c: Client, call: Call): Promise<CallResult> {
+    if (call.call === 'history') return this.history(c, call);
     try {
       return await this.calls.perform({ memberId: c.memberId, address: c.conn.address, gone: () => c.gone }, call);
     } catch (e) {
@@ -293,6 +305,37 @@ export class ChatNode implements Gate {
       if (!(e instanceof EngineUnavailableError)) this.log.error({ conn: c.memberId, op: call.call, err: e }, 'engine call failed');
       else this.log.warn({ conn: c.memberId, op: call.call }, 'engine unavailable');
       return { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
+    }
+  }
+
+  /**
+   * A history page: within the connection's history bucket, its address's (on this node) and the
+   * node's bound on reads in flight.
+   * `/history` (before: `seen`) pages back from the oldest message the connection was shown.
+   */
+  private async history(c: Client, call: Extract<Call, { call: 'history' }>): Promise<CallResult> {
+    const max = this.config.historyMaxInflight;
+    const a = c.conn.address;
+    if (!c.historyBucket.take() || (!a.exempt && !this.historyByAddress.take(a.key)) || (max > 0 && this.historyReads >= max)) {
+      this.metrics.framesRejected.inc({ reason: 'rate_limited' });
+      return { ok: false, code: 'rate_limited', message: T.RATE_LIMITED };
+    }
+    const seen = call.before === 'seen';
+    this.historyReads++;
+    try {
+      const r = await this.calls.perform(
+        { memberId: c.memberId, address: c.conn.address, gone: () => c.gone },
+        seen ? { ...call, before: c.oldestSeen } : call,
+      );
+      const first = 'messages' in r ? r.messages[0] : undefined;
+      if (seen && first !== undefined) c.oldestSeen = first.seq;
+      return r;
+    } catch (e) {
+      this.metrics.engineErrors.inc({ op: 'history' });
+      if (!(e instanceof EngineUnavailableError)) this.log.error({ conn: c.memberId, op: 'history', err: e }, 'engine call failed');
+      return { ok: false, code: 'unavailable', message: T.UNAVAILABLE };
+    } finally {
+      this.historyReads--;
     }
   }
 
@@ -341,9 +384,12 @@ export class ChatNode implements Gate {
         },
         (e: unknown) => {
           this.metrics.engineErrors.inc({ op: 'publish' });
+          this.sendTo(c, { type: 'error', code: 'unavailable', message: T.UNAVAILABLE, id: p.id });
+          // The group was removed and this member missed the notice (it joined as it went, or its
+          // node's subscription was down): it leaves now, like the others did.
+          if (isNoGroupError(e)) return this.groupClosed(p.groupId, [c.memberId]);
           if (e instanceof EngineUnavailableError) this.log.warn({ conn: c.memberId }, 'publish failed: engine unavailable');
           else this.log.error({ conn: c.memberId, err: e }, 'publish failed');
-          this.sendTo(c, { type: 'error', code: 'unavailable', message: T.UNAVAILABLE, id: p.id });
         },
       )
       .finally(() => {
@@ -366,8 +412,10 @@ export class ChatNode implements Gate {
   private async attach(c: Client, groupId: string, name: string, history: HistoryFrom): Promise<void> {
     let joined: boolean;
     try {
-      joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs) => {
+      joined = await this.hubs.attach(groupId, c.memberId, c.conn, history, () => c.gone, (msgs, upTo) => {
         for (const m of msgs) this.sendTo(c, { type: 'message', ...m });
+        // Live messages follow from upTo + 1: the oldest line shown is the first replayed one, or the next live one.
+        c.oldestSeen = msgs[0]?.seq ?? upTo + 1;
       });
     } catch (e) {
       if (!(e instanceof EngineUnavailableError)) throw e;
@@ -388,14 +436,31 @@ export class ChatNode implements Gate {
     });
   }
 
-  private async detach(c: Client): Promise<void> {
+  /** `closed`: the group was removed, so its other members are not told (they are leaving too). */
+  private async detach(c: Client, closed = false): Promise<void> {
     const groupId = this.hubs.detach(c.memberId, !c.gone);
     if (groupId === null) return;
     const name = c.name;
+    c.oldestSeen = null;
     await this.bestEffort('presence', async () => {
       await this.engine.removeMember(groupId, c.memberId);
-      await this.engine.notify({ kind: 'left', groupId, name, origin: c.memberId });
+      if (!closed) await this.engine.notify({ kind: 'left', groupId, name, origin: c.memberId });
     });
+  }
+
+  /**
+   * A group was removed (the server API's DELETE, on any node): each of its members here gets
+   * `group_closed` and the menu, in turn with its other input (past the bound on queued input:
+   * this is not the client's doing).
+   */
+  private groupClosed(groupId: string, memberIds: string[]): void {
+    for (const id of memberIds) {
+      const c = this.clients.get(id);
+      if (!c || c.gone) continue;
+      c.queue.push({ kind: 'group_closed', groupId });
+      c.queueSizes.push(0);
+      this.pump(c);
+    }
   }
 
   private async bestEffort(op: string, f: () => Promise<void>): Promise<void> {
@@ -412,8 +477,52 @@ export class ChatNode implements Gate {
   /** SIGTERM: refuse new clients (transports check isDraining), close existing ones with 1012 spread over the window. */
   async drain(seconds: number): Promise<void> {
     this.draining = true;
+    if (this.engineWatch) clearInterval(this.engineWatch);
     const clients = [...this.clients.values()].filter((c) => !c.gone);
     this.log.info({ clients: clients.length, seconds }, '[DRAINING]');
+    await this.closeSpread(clients, seconds);
+  }
+
+  // ---- engine loss ----
+
+  private engineWatch: NodeJS.Timeout | null = null;
+  private engineDownSince = 0;
+  private shedThisOutage = false;
+
+  /**
+   * A node cut off from its engine (a partition between it and Redis) can neither store nor
+   * deliver, while its peers may still do both. Once the engine has been unreachable for
+   * ENGINE_LOSS_SHED_SECONDS (checked every `intervalMs`), every client here is closed with 1012,
+   * as in a drain and spread over DRAIN_SECONDS, so that it reconnects through the balancer (which
+   * stopped sending new clients here when /readyz turned 503) to a node that can serve it, and
+   * resumes there. Once per outage: clients that come straight here meanwhile are left alone. When
+   * every node has lost Redis the clients find no ready node and retry with their backoff until
+   * one is back; an outage shorter than the setting closes nobody. 0 = never.
+   */
+  watchEngine(intervalMs = 1000): void {
+    const after = this.config.engineLossShedSeconds * 1000;
+    if (after <= 0 || this.engineWatch) return;
+    this.engineWatch = setInterval(() => {
+      if (this.draining) return;
+      if (this.engine.isUp()) {
+        this.engineDownSince = 0;
+        this.shedThisOutage = false;
+        return;
+      }
+      const now = Date.now();
+      if (this.engineDownSince === 0) this.engineDownSince = now;
+      if (this.shedThisOutage || now - this.engineDownSince < after) return;
+      this.shedThisOutage = true;
+      const clients = [...this.clients.values()].filter((c) => !c.gone);
+      this.metrics.engineLossCloses.inc(clients.length);
+      this.log.warn({ clients: clients.length, downSeconds: Math.round((now - this.engineDownSince) / 1000), seconds: this.config.drainSeconds }, '[SHEDDING] engine unreachable: clients sent elsewhere');
+      void this.closeSpread(clients, this.config.drainSeconds);
+    }, intervalMs);
+    this.engineWatch.unref();
+  }
+
+  /** Close each client with 1012 (the text line first), spread evenly over `seconds`. */
+  private async closeSpread(clients: Client[], seconds: number): Promise<void> {
     if (clients.length === 0) return;
     const gap = (seconds * 1000) / clients.length;
     await new Promise<void>((resolve) => {

@@ -84,3 +84,30 @@ export interface Gate {
   isReady(): boolean;
   isDraining(): boolean;
 }
+
+/** One server HTTP API request (PROTOCOL.md §3b) as the transport read it. */
+export interface ApiRequest {
+  /** Upper case: GET, POST, DELETE … */
+  method: string;
+  /** The URL path, without the query. */
+  path: string;
+  /** The query string, without `?`. */
+  query: string;
+  /** The Authorization header ('' when absent). */
+  authorization: string;
+  /** The body's bytes (empty when none), or `too_large`: it passed `maxBodyBytes` and was not read on. */
+  body: Uint8Array | 'too_large';
+}
+
+export interface ApiResponse {
+  status: number;
+  /** JSON, or null for no body (204). */
+  body: string | null;
+}
+
+/** What the HTTP transport asks of the server API: it routes every `/api/` request here. */
+export interface ApiPort {
+  /** Bodies past this many bytes are not read (the answer is 413, or 401 first). */
+  readonly maxBodyBytes: number;
+  handle(req: ApiRequest): Promise<ApiResponse>;
+}

@@ -21,3 +21,30 @@ export class TokenBucket {
     return true;
   }
 }
+
+/**
+ * One token bucket per key (a client address), kept for at most `maxKeys` keys: the least recently
+ * used goes first (it comes back with a full bucket, so cycling through them takes more addresses
+ * than the bound).
+ */
+export class KeyedBuckets {
+  private readonly buckets = new Map<string, TokenBucket>();
+
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private readonly maxKeys = 100_000,
+  ) {}
+
+  take(key: string, now = performance.now()): boolean {
+    if (this.rate <= 0) return true; // 0 = off
+    let b = this.buckets.get(key);
+    if (b) this.buckets.delete(key);
+    else {
+      if (this.buckets.size >= this.maxKeys) this.buckets.delete(this.buckets.keys().next().value as string);
+      b = new TokenBucket(this.rate, this.burst, now);
+    }
+    this.buckets.set(key, b); // most recently used last
+    return b.take(now);
+  }
+}

@@ -4,7 +4,7 @@
 // Text and JSON clients share this machine: text answers prompts one by one,
 // JSON sends whole ops; both end in the same calls and events.
 import type { ClientOp, ErrorCode, ServerEvent } from './protocol/frames.js';
-import { GROUP_ID_RE, type HistoryFrom } from './engine/model.js';
+import { GROUP_ID_RE, type ChatMessage, type HistoryFrom } from './engine/model.js';
 import { codePoints, sanitize } from './protocol/hygiene.js';
 import { CLOSE_NORMAL } from './ports.js';
 import * as T from './protocol/text.js';
@@ -30,8 +30,15 @@ export type Call =
   | { call: 'groupExists'; groupId: string }
   | { call: 'create'; name: string; password: string }
   | { call: 'join'; name: string; groupId: string; password: string; history: HistoryFrom }
-  | { call: 'resume'; token: string; since: number }
-  | { call: 'who'; groupId: string };
+  /** `since` null: the recent history (HISTORY_REPLAY), as a join without `since`. */
+  | { call: 'resume'; token: string; since: number | null }
+  | { call: 'who'; groupId: string }
+  /**
+   * A page of history. `before`: exclusive seq, null = newest, `seen` = before the oldest message
+   * this connection has been shown (the text `/history`; the node keeps that position). `limit`:
+   * null = the default page.
+   */
+  | { call: 'history'; groupId: string; before: number | 'seen' | null; limit: number | null };
 
 export type CallFailure = { ok: false; code: ErrorCode; message: string };
 export type CallResult =
@@ -39,6 +46,7 @@ export type CallResult =
   | { ok: true; exists: boolean }
   | { ok: true; groupId: string; name: string; member: string; token: string; seq: number }
   | { ok: true; names: string[] }
+  | { ok: true; messages: ChatMessage[]; more: boolean }
   | CallFailure;
 
 export type Input =
@@ -47,6 +55,8 @@ export type Input =
   | { kind: 'op'; op: ClientOp }
   | { kind: 'bad'; code: ErrorCode; message: string }
   | { kind: 'result'; result: CallResult }
+  /** The group was removed (server API): a member of it is back at the menu. */
+  | { kind: 'group_closed'; groupId: string }
   | { kind: 'closed' };
 
 export interface Publish {
@@ -65,7 +75,8 @@ export type Effect =
   | ({ kind: 'publish' } & Publish)
   | { kind: 'call'; call: Call }
   | { kind: 'attach'; groupId: string; name: string; history: HistoryFrom }
-  | { kind: 'detach' }
+  /** `closed`: the group was removed, so nobody is told the member left. */
+  | { kind: 'detach'; closed?: true }
   | { kind: 'close'; code: number };
 
 export interface Session {
@@ -131,6 +142,10 @@ export function step(session: Session, input: Input, limits: SessionLimits): Out
   }
   if (session.pending) throw new Error('session: input while a call is pending');
   switch (input.kind) {
+    case 'group_closed':
+      // Only the group this session is in now (it may have moved on since the notice was queued).
+      if (state.s !== 'chat' || state.groupId !== input.groupId) return at(state);
+      return at({ s: 'menu' }, [{ kind: 'detach', closed: true }, send({ type: 'group_closed', groupId: input.groupId }), send({ type: 'menu' })]);
     case 'open':
       return at(state, [send({ type: 'menu' })]);
     case 'bad':
@@ -177,6 +192,7 @@ function onText(state: SessionState, raw: string, limits: SessionLimits): Out {
     case 'chat': {
       const command = raw.trim();
       if (command === T.CMD_WHO) return calling(state, { call: 'who', groupId: state.groupId });
+      if (command === T.CMD_HISTORY) return calling(state, { call: 'history', groupId: state.groupId, before: 'seen', limit: null });
       if (command === T.CMD_QUIT)
         return at({ s: 'closed' }, [{ kind: 'detach' }, send({ type: 'bye' }), { kind: 'close', code: CLOSE_NORMAL }]);
       const clean = cleanText(raw, limits);
@@ -209,7 +225,7 @@ function onOp(state: SessionState, op: ClientOp, limits: SessionLimits): Out {
       return calling(state, { call: 'join', name: clean.name, groupId: op.groupId, password: op.password, history });
     }
     case 'resume':
-      return calling(state, { call: 'resume', token: op.token, since: op.since });
+      return calling(state, { call: 'resume', token: op.token, since: op.since ?? null });
     case 'send': {
       // Refusals of a send carry its id, like the node's (a client tells which send failed, and for good).
       const refuse = (code: ErrorCode, message: string): Out => at(state, [send({ type: 'error', code, message, id: op.id ?? null })]);
@@ -222,6 +238,9 @@ function onOp(state: SessionState, op: ClientOp, limits: SessionLimits): Out {
     case 'who':
       if (state.s !== 'chat') return at(state, [error('not_joined', T.NOT_JOINED)]);
       return calling(state, { call: 'who', groupId: state.groupId });
+    case 'history':
+      if (state.s !== 'chat') return at(state, [error('not_joined', T.NOT_JOINED)]);
+      return calling(state, { call: 'history', groupId: state.groupId, before: op.before ?? null, limit: op.limit ?? null });
     case 'exit':
       return at({ s: 'closed' }, [...leave, send({ type: 'bye' }), { kind: 'close', code: CLOSE_NORMAL }]);
   }
@@ -253,11 +272,13 @@ function onResult(state: SessionState, call: Call, r: CallResult): Out {
           joined('create'),
           { kind: 'attach', groupId: r.groupId, name: r.name, history: { since: r.seq } },
         ]);
-      const history = call.call === 'join' ? call.history : { since: call.since };
+      const history: HistoryFrom = call.call === 'join' ? call.history : call.since === null ? 'recent' : { since: call.since };
       return at(chat, [...leave, joined(call.call), { kind: 'attach', groupId: r.groupId, name: r.name, history }]);
     }
     case 'who':
       return at(state, 'names' in r ? [send({ type: 'members', groupId: call.groupId, names: r.names })] : []);
+    case 'history':
+      return at(state, 'messages' in r ? [send({ type: 'history', groupId: call.groupId, messages: r.messages, more: r.more })] : []);
   }
 }
 

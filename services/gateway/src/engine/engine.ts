@@ -74,6 +74,8 @@ export interface NewMessage {
    * answers the first one's seq with `duplicate: true`. Absent: stored as always.
    */
   dedupe?: string;
+  /** Published through the server HTTP API (PROTOCOL.md §3b), not by a member: stored and delivered with the message. */
+  api?: true;
 }
 
 /** What publish answers: the stored message, or for a retried send the first one's seq (nothing stored). */
@@ -96,6 +98,8 @@ export interface Notice {
 export type ChannelEvent =
   | { kind: 'message'; message: StoredMessage }
   | { kind: 'notice'; notice: Notice }
+  /** The group was removed (GroupStore.removeGroup): every node closes its local members. */
+  | { kind: 'closed' }
   /** The engine may have missed events (e.g. reconnected): the handler should backfill. */
   | { kind: 'resync' };
 
@@ -109,6 +113,9 @@ export class EngineUnavailableError extends Error {
   }
 }
 
+/** Broker.publish to a group that does not exist (any more): both engines throw `Error('no group <id>')`. */
+export const isNoGroupError = (e: unknown): boolean => e instanceof Error && !(e instanceof EngineUnavailableError) && /^no group /.test(e.message);
+
 /** A page of history and the group's top position. */
 export interface HistoryPage {
   /** Oldest first. */
@@ -120,7 +127,9 @@ export interface HistoryPage {
 export interface HistoryQuery {
   /** Only messages with seq > since, oldest first (up to `limit`). */
   since?: number;
-  /** Without `since`: the newest `limit` messages, oldest first. */
+  /** Without `since`: only messages with seq < before (paging back); the newest `limit` of them, oldest first. */
+  before?: number;
+  /** Without `since`: the newest `limit` messages (below `before`, if given), oldest first. */
   limit: number;
 }
 
@@ -156,6 +165,12 @@ export interface GroupStore {
    * remove one group twice.
    */
   sweepIdle(): Promise<string[]>;
+  /**
+   * Remove a group now, with its history, presence and owned keys (the server API's DELETE), and
+   * tell every node subscribed to it (a `closed` event on its channel). Its ID is never reused.
+   * False when there was no such group.
+   */
+  removeGroup(id: string): Promise<boolean>;
 }
 
 /** Messages: stored with a seq, kept as bounded history, delivered to every node subscribed to the group. */

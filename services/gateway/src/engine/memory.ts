@@ -33,8 +33,8 @@ import { MemoryThrottle } from './memory-throttle.js';
 type Rec =
   /** A group; `a` its last activity (ms), absent in journals from before retention. */
   | { t: 'g'; id: string; h: string; c: string; at: number; ep?: string; a?: number }
-  /** A message; `k` its dedupe key when it carried a client id (so the window survives a restart). */
-  | { t: 'm'; g: string; s: number; f: string; x: string; ts: number; k?: string }
+  /** A message; `k` its dedupe key when it carried a client id (so the window survives a restart), `api` set when it came through the server HTTP API. */
+  | { t: 'm'; g: string; s: number; f: string; x: string; ts: number; k?: string; api?: 1 }
   /** A join or resume (activity), journalled at most once per ACTIVITY_GRAIN per group. */
   | { t: 'a'; g: string; at: number }
   /** A group removed (idle past retention). */
@@ -89,6 +89,9 @@ function parseRec(v: unknown): Rec | null {
   if (r['t'] === 'n' && isNum(r['n'])) return r as Rec;
   return null;
 }
+
+/** A message's journal record (`api` only when set, so older journals and plain messages look alike). */
+const messageRec = (m: StoredMessage): Rec => ({ t: 'm', g: m.groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts, ...(m.api ? { api: 1 as const } : {}) });
 
 export class MemoryEngine implements Engine {
   readonly kind = 'memory' as const;
@@ -165,7 +168,7 @@ export class MemoryEngine implements Engine {
         if (!g || r.s <= g.seq) return;
         g.seq = g.assigned = r.s;
         if (isNum(r.ts)) g.active = g.journalled = Math.max(g.active, r.ts);
-        this.push(g, { groupId: r.g, seq: r.s, from: r.f, text: r.x, ts: r.ts, origin: '' });
+        this.push(g, { groupId: r.g, seq: r.s, from: r.f, text: r.x, ts: r.ts, origin: '', ...(r.api === 1 ? { api: true as const } : {}) });
         if (typeof r.k === 'string') this.remember(g, r.k, r.s, isNum(r.ts) ? r.ts : replayedAt);
         return;
       }
@@ -223,7 +226,7 @@ export class MemoryEngine implements Engine {
       for (const [k, s] of g.sent) keys.set(s, k);
       for (const m of g.history) {
         const k = keys.get(m.seq);
-        out.push({ t: 'm', g: m.groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts, ...(k !== undefined ? { k } : {}) });
+        out.push({ ...messageRec(m), ...(k !== undefined ? { k } : {}) });
       }
     }
     this.appendsSinceCompaction = 0;
@@ -327,6 +330,22 @@ export class MemoryEngine implements Engine {
     return removed;
   }
 
+  async removeGroup(id: string): Promise<boolean> {
+    const g = this.groups.get(id);
+    if (!g) return false;
+    // Gone from every lookup at once (a join racing it finds no group), then made durable.
+    this.groups.delete(id);
+    try {
+      await this.write({ t: 'x', g: id });
+    } catch (e) {
+      if (!this.groups.has(id)) this.groups.set(id, g); // not durable: it would come back at the next start
+      throw e;
+    }
+    this.presence.delete(id);
+    this.emit(id, { kind: 'closed' });
+    return true;
+  }
+
   async publish(groupId: string, msg: NewMessage): Promise<Published> {
     const g = this.groups.get(groupId);
     if (!g) throw new Error(`no group ${groupId}`);
@@ -346,7 +365,7 @@ export class MemoryEngine implements Engine {
     g.active = Math.max(g.active, now);
     const m: StoredMessage = { groupId, seq: ++g.assigned, ...fields };
     // Journal writes complete in queue order, so deliveries below go out in seq order.
-    const write = this.write({ t: 'm', g: groupId, s: m.seq, f: m.from, x: m.text, ts: m.ts, ...(key !== null ? { k: key } : {}) });
+    const write = this.write({ ...messageRec(m), ...(key !== null ? { k: key } : {}) });
     if (key !== null) {
       this.remember(g, key, m.seq, now);
       g.writing.set(key, write);
@@ -369,8 +388,11 @@ export class MemoryEngine implements Engine {
   async history(groupId: string, q: HistoryQuery): Promise<HistoryPage> {
     const g = this.groups.get(groupId);
     if (!g || q.limit <= 0) return { messages: [], top: g?.seq ?? 0 };
-    const since = q.since;
-    const messages = since === undefined ? g.history.slice(-q.limit) : g.history.filter((m) => m.seq > since).slice(0, q.limit);
+    const { since, before } = q;
+    let messages: StoredMessage[];
+    if (since !== undefined) messages = g.history.filter((m) => m.seq > since).slice(0, q.limit);
+    else if (before !== undefined) messages = g.history.filter((m) => m.seq < before).slice(-q.limit);
+    else messages = g.history.slice(-q.limit);
     return { messages, top: g.seq };
   }
 

@@ -15,6 +15,8 @@ export interface ChatMessage {
   from: string;
   text: string;
   ts: number;
+  /** Published through the server HTTP API (PROTOCOL.md §3b), not by a member. */
+  api?: true;
 }
 
 /** Where a joining member's history starts: the newest messages, or everything after a seq it has (a resume). */

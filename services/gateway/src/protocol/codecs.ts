@@ -1,4 +1,5 @@
 // Session events → wire strings. One encoder per codec; transports add framing.
+import type { ChatMessage } from '../engine/model.js';
 import type { ServerEvent } from './frames.js';
 import * as T from './text.js';
 
@@ -30,6 +31,11 @@ export function encodeText(ev: ServerEvent): string | null {
       return T.memberLeft(ev.name);
     case 'members':
       return T.membersOnline(ev.groupId, ev.names);
+    case 'history':
+      // One message of `{from}: {text}` lines (like the menu's four lines), oldest first.
+      return ev.messages.length === 0 ? T.NO_OLDER_MESSAGES : ev.messages.map((m) => T.chatLine(m.from, m.text)).join('\n');
+    case 'group_closed':
+      return T.chatClosed(ev.groupId);
     case 'ack':
       return null;
     case 'error':
@@ -39,6 +45,13 @@ export function encodeText(ev: ServerEvent): string | null {
     case 'restarting':
       return T.SERVER_RESTARTING;
   }
+}
+
+/** A `message` event's JSON object; `api: true` only on messages published through the server HTTP API. */
+function messageJson(m: ChatMessage): Record<string, unknown> {
+  const o: Record<string, unknown> = { type: 'message', groupId: m.groupId, seq: m.seq, from: m.from, text: m.text, ts: m.ts };
+  if (m.api) o['api'] = true;
+  return o;
 }
 
 /** The JSON rendering (PROTOCOL.md §3). Prompts are a text-only affair. */
@@ -52,7 +65,9 @@ export function encodeJson(ev: ServerEvent): string | null {
     case 'joined':
       return JSON.stringify({ type: 'joined', groupId: ev.groupId, name: ev.name, token: ev.token, seq: ev.seq });
     case 'message':
-      return JSON.stringify({ type: 'message', groupId: ev.groupId, seq: ev.seq, from: ev.from, text: ev.text, ts: ev.ts });
+      return JSON.stringify(messageJson(ev));
+    case 'history':
+      return JSON.stringify({ type: 'history', groupId: ev.groupId, messages: ev.messages.map(messageJson), more: ev.more });
     default:
       return JSON.stringify(ev);
   }

@@ -21,9 +21,12 @@ export type ErrorCode =
 export type ClientOp =
   | { op: 'create'; name: string; password: string }
   | { op: 'join'; name: string; groupId: string; password: string; since?: number }
-  | { op: 'resume'; token: string; since: number }
+  /** Without `since`: the recent history (HISTORY_REPLAY), as a join. */
+  | { op: 'resume'; token: string; since?: number }
   | { op: 'send'; text: string; id?: string | number }
   | { op: 'who' }
+  /** A page of older history: `before` exclusive (default: newest), `limit` clamped to HISTORY_PAGE_MAX. */
+  | { op: 'history'; before?: number; limit?: number }
   | { op: 'exit' };
 
 /** How a session came to be in a group: the text codec greets each differently. */
@@ -38,6 +41,10 @@ export type ServerEvent =
   | { type: 'member_joined'; groupId: string; name: string }
   | { type: 'member_left'; groupId: string; name: string }
   | { type: 'members'; groupId: string; names: string[] }
+  /** A page of history, oldest first; `more`: older messages remain. */
+  | { type: 'history'; groupId: string; messages: ChatMessage[]; more: boolean }
+  /** The group was removed (server API); the menu follows. */
+  | { type: 'group_closed'; groupId: string }
   | { type: 'ack'; id: string | number | null; seq: number }
   /** `id`: on a refused or failed `send`, the client's id of that message (an extension of §3). */
   | { type: 'error'; code: ErrorCode; message: string; id?: string | number | null }
@@ -66,6 +73,13 @@ function seqField(o: Record<string, unknown>, key: string): number | undefined |
   const v = o[key];
   if (v === undefined || v === null) return undefined;
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : null;
+}
+
+/** A positive integer, or undefined when absent; null when present but not one. */
+function positiveField(o: Record<string, unknown>, key: string): number | undefined | null {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 ? v : null;
 }
 
 function groupIdField(o: Record<string, unknown>): string | undefined {
@@ -106,7 +120,7 @@ export function parseClientFrame(raw: string): ClientOp | FrameError {
       const token = str(o, 'token');
       const since = seqField(o, 'since');
       if (token === undefined || since === null) return bad(T.RESUME_FIELDS);
-      return { op: 'resume', token, since: since ?? 0 };
+      return since === undefined ? { op: 'resume', token } : { op: 'resume', token, since };
     }
     case 'send': {
       const text = str(o, 'text');
@@ -119,6 +133,12 @@ export function parseClientFrame(raw: string): ClientOp | FrameError {
     }
     case 'who':
       return { op: 'who' };
+    case 'history': {
+      const before = positiveField(o, 'before');
+      const limit = positiveField(o, 'limit');
+      if (before === null || limit === null) return bad(T.HISTORY_FIELDS);
+      return { op: 'history', ...(before === undefined ? {} : { before }), ...(limit === undefined ? {} : { limit }) };
+    }
     case 'exit':
       return { op: 'exit' };
     default:

@@ -34,6 +34,9 @@ export const chatLine = (name: string, text: string): string => `${name}: ${text
 // Extensions (not in the seed). Kept in the seed's tone and here, beside it.
 export const CMD_WHO = '/who';
 export const CMD_QUIT = '/quit';
+/** Prints the page of history before the oldest line this client has seen. */
+export const CMD_HISTORY = '/history';
+export const NO_OLDER_MESSAGES = 'No older messages.';
 export const membersOnline = (groupId: string, names: readonly string[]): string =>
   `Online in group ${groupId}: ${names.join(', ')}`;
 export const INVALID_NAME = 'Names may not be empty, try again! ';
@@ -67,7 +70,18 @@ export const JOIN_FIELDS = 'join needs "name", "groupId" and "password"';
 export const SINCE_FIELD = '"since" must be a non-negative integer';
 export const RESUME_FIELDS = 'resume needs "token" and a non-negative integer "since"';
 export const SEND_FIELDS = 'send needs a string "text"';
-export const UNKNOWN_OP = 'Unknown op: expected create, join, resume, send, who or exit';
+export const HISTORY_FIELDS = '"before" and "limit" must be positive integers';
+export const UNKNOWN_OP = 'Unknown op: expected create, join, resume, send, who, history or exit';
+
+// The server HTTP API (PROTOCOL.md §3b): the `message` of its `{"error", "message"}` answers.
+export const API_UNAUTHORIZED = 'Missing or wrong API key (Authorization: Bearer <key>)';
+export const API_NO_ROUTE = 'No such API route';
+export const API_NO_GROUP = 'No such group';
+export const API_BODY_JSON = 'The body must be a JSON object in UTF-8';
+export const API_TOO_LARGE = 'The body is too large';
+export const API_CREATE_FIELDS = 'Needs a non-empty string "password"';
+export const API_MESSAGE_FIELDS = 'Needs string "from" and "text"';
+export const API_BUSY = 'Too many API calls in progress, try again';
 
 // HTTP answers on PORT and METRICS_PORT (health, refused upgrades, unknown paths).
 export const HTTP_OK = 'ok';
@@ -85,7 +99,6 @@ export const CLOSE_RATE_LIMIT = 'rate limit';
 export const CLOSE_INTERNAL_ERROR = 'internal error';
 export const CLOSE_MENU_TIMEOUT = 'menu timeout';
 export const CLOSE_RESTARTING = 'server restarting';
-export const CLOSE_UNAVAILABLE = 'chat unavailable, try again later';
 
 // The terminal client's own notices (services/client/src/main.ts): what it prints about its link,
 // in the seed's tone. The server never sends these.
@@ -95,3 +108,4 @@ export const CLIENT_RECONNECTING_MENU = 'Connection lost, reconnecting to the me
 export const CLIENT_GAVE_UP = 'Could not reconnect to the server, bye!';
 export const clientMissed = (from: number, to: number): string =>
   to > from ? `(messages ${from} to ${to} could not be recovered)` : `(message ${from} could not be recovered)`;
+export const CLOSE_UNAVAILABLE = 'chat unavailable, try again later';

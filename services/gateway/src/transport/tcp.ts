@@ -90,7 +90,7 @@ export class TcpTransport {
       log,
     };
     this.fanout = new TcpFanout(this.shared.members, metrics);
-    this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 }, (socket) => this.accept(socket));
+    this.server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: config.tcpKeepAliveSeconds * 1000 }, (socket) => this.accept(socket));
   }
 
   /** Node never shares a port (no SO_REUSEPORT): a port in use rejects with a StartupError (exit 2). */

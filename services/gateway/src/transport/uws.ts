@@ -9,10 +9,11 @@ import type { Config } from '../config.js';
 import { balancerCheck, healthz, readyz } from '../health.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Conn, Fanout, Gate, Inbound, TransportLabel } from '../ports.js';
+import type { ApiPort, ApiResponse, Conn, Fanout, Gate, Inbound, TransportLabel } from '../ports.js';
 import type { Codec, Encoded } from '../protocol/codecs.js';
 import * as T from '../protocol/text.js';
 import { listenError } from '../startup.js';
+import { CACHE_CONTROL, loadWebFiles, notModified, SECURITY_HEADERS, WEB_DIR, type WebFile } from '../web.js';
 import { GroupMembers, receive, SlowConsumers } from './core.js';
 
 /**
@@ -156,14 +157,24 @@ export class UwsTransport {
     private readonly config: Config,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    /** The server HTTP API (api.ts): every `/api/` request goes to it (it answers 404 while API_KEY is unset). */
+    api: ApiPort | null = null,
   ) {
     this.app = uWS.App();
+    if (api) this.app.any('/api/*', (res, req) => this.guard('api', () => serveApi(api, res, req, this.log)));
     this.shared = {
       writes: new Writes((where, f) => this.guard(where, f)),
       members: new GroupMembers<WsConn>(),
       slow: new SlowConsumers(config.maxBackpressureBytes, metrics, log),
     };
     this.fanout = new UwsFanout(this.app, this.shared, metrics);
+    // The web client (web.ts): a few fixed routes, in memory. Registered before the WebSocket route:
+    // a GET with an Upgrade header is passed on to it (setYield), so ws://host/ still upgrades.
+    for (const f of this.webFiles()) {
+      this.app
+        .get(f.route, (res, req) => this.guard('static', () => this.serveStatic(res, req, f, false)))
+        .head(f.route, (res, req) => this.guard('static', () => this.serveStatic(res, req, f, true)));
+    }
     this.app
       .get('/healthz', (res) => {
         const r = healthz();
@@ -194,6 +205,34 @@ export class UwsTransport {
       .any('/*', (res) => {
         res.writeStatus('404 Not Found').end(`${T.HTTP_NOT_FOUND}\n`);
       });
+  }
+
+  /** The web client's files; without them (a broken install) the gateway still serves chat, and `/` is 404. */
+  private webFiles(): WebFile[] {
+    try {
+      return loadWebFiles();
+    } catch (e) {
+      this.log.warn({ dir: WEB_DIR, err: e }, 'web client files missing: / answers 404');
+      return [];
+    }
+  }
+
+  private serveStatic(res: uWS.HttpResponse, req: uWS.HttpRequest, f: WebFile, head: boolean): void {
+    if (req.getHeader('upgrade') !== '') {
+      req.setYield(true); // a WebSocket upgrade: the .ws route takes it
+      return;
+    }
+    const fresh = notModified(req.getHeader('if-none-match'), f.etag);
+    res.cork(() => {
+      res.writeStatus(fresh ? '304 Not Modified' : '200 OK');
+      for (const [k, v] of SECURITY_HEADERS) res.writeHeader(k, v);
+      res.writeHeader('Cache-Control', CACHE_CONTROL).writeHeader('ETag', f.etag);
+      // (endWithoutBody with a length argument never responds in this uWS build: HEAD goes without Content-Length.)
+      if (fresh) return void res.endWithoutBody();
+      res.writeHeader('Content-Type', f.contentType);
+      if (head) res.endWithoutBody();
+      else sendBody(res, f.body);
+    });
   }
 
   private guard(where: string, f: () => void): void {
@@ -298,7 +337,78 @@ export class UwsTransport {
   }
 }
 
+/**
+ * A body written as the socket takes it, never buffered whole: `end()` would queue what the socket
+ * does not take at once, and a client that pipelines requests without reading would make the node
+ * hold a copy per request. While a response is unfinished uWS reads no further request from that
+ * connection, so each one holds at most the rest of one file (the body itself is shared).
+ */
+function sendBody(res: uWS.HttpResponse, body: Buffer): void {
+  const [, done] = res.tryEnd(body, body.length);
+  if (done) return;
+  res.onAborted(() => {}); // the client went: nothing to release
+  res.onWritable((offset) => res.tryEnd(body.subarray(offset), body.length)[0]);
+}
+
 const checkBackpressure = (c: WsConn): void => c.checkBackpressure();
+
+const HTTP_STATUS: Record<number, string> = {
+  200: '200 OK',
+  201: '201 Created',
+  204: '204 No Content',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  404: '404 Not Found',
+  413: '413 Payload Too Large',
+  429: '429 Too Many Requests',
+  503: '503 Service Unavailable',
+};
+
+/**
+ * One server API request: read what uWS gives only inside the handler, then the body (up to the
+ * port's bound; past it the rest is not read), then write the answer corked, unless the client went.
+ */
+function serveApi(api: ApiPort, res: uWS.HttpResponse, req: uWS.HttpRequest, log: Logger): void {
+  const method = req.getCaseSensitiveMethod().toUpperCase();
+  const path = req.getUrl();
+  const query = req.getQuery() ?? '';
+  const authorization = req.getHeader('authorization');
+  const length = req.getHeader('content-length');
+  let aborted = false;
+  res.onAborted(() => {
+    aborted = true;
+  });
+  const answer = (body: Uint8Array | 'too_large'): void => {
+    api.handle({ method, path, query, authorization, body }).then(
+      (r) => write(r),
+      (e: unknown) => {
+        log.error({ err: e }, 'api handler failed');
+        write({ status: 503, body: null });
+      },
+    );
+  };
+  const write = (r: ApiResponse): void => {
+    if (aborted) return;
+    aborted = true; // answered: nothing more goes out
+    res.cork(() => {
+      res.writeStatus(HTTP_STATUS[r.status] ?? `${r.status} Error`);
+      if (r.body === null) res.endWithoutBody();
+      else res.writeHeader('Content-Type', 'application/json').end(r.body);
+    });
+  };
+  const declared = length === '' ? 0 : Number(length);
+  if (Number.isFinite(declared) && declared > api.maxBodyBytes) return answer('too_large');
+  if (method !== 'POST' && length === '' && req.getHeader('transfer-encoding') === '') return answer(new Uint8Array(0));
+  const chunks: Buffer[] = [];
+  let size = 0;
+  res.onData((chunk, isLast) => {
+    if (size > api.maxBodyBytes) return;
+    size += chunk.byteLength;
+    if (size > api.maxBodyBytes) return answer('too_large');
+    chunks.push(Buffer.from(new Uint8Array(chunk))); // a copy: uWS reuses the chunk's memory
+    if (isLast) answer(Buffer.concat(chunks));
+  });
+}
 
 class WsConn implements Conn {
   readonly codec: Codec;

@@ -167,6 +167,31 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
         assert.equal(await top(e, '0'), 0);
       });
 
+      test('removeGroup: the group, its history and presence go, subscribers get `closed`, its ID is never reused', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const kept = (await e.createGroup(rec('bob'))).id;
+        const events = await listen(e, g);
+        await e.publish(g, msg('ann', 'gone soon'));
+        await e.addMember(g, 'node/ann', 'ann');
+        assert.equal(await e.removeGroup(g), true);
+        await events.next(5000, 'closed', (ev) => ev.kind === 'closed');
+        assert.equal(await e.getGroup(g), null);
+        assert.equal(await e.touchGroup(g), false);
+        assert.deepEqual(await e.history(g, { limit: 10 }), { messages: [], top: 0 });
+        assert.deepEqual(await e.members(g), []);
+        await assert.rejects(e.publish(g, msg('ann', 'late')), /no group/);
+        assert.equal(await e.removeGroup(g), false, 'a second removal finds nothing');
+        assert.equal(await e.removeGroup('404'), false);
+        assert.equal(await e.countGroups(), 1);
+        assert.notEqual((await e.getGroup(kept)), null, 'other groups stay');
+        assert.equal((await e.createGroup(rec('cy'))).id, '2', 'the removed ID is not handed out again');
+        const again = await h.reopen(e);
+        open.push(again);
+        assert.equal(await again.getGroup(g), null, 'removed for good');
+        assert.equal((await again.createGroup(rec('dan'))).id, '3');
+      });
+
       test('concurrent creates get distinct consecutive IDs', async () => {
         const e = await fresh();
         const got = await Promise.all(Array.from({ length: 50 }, (_, i) => e.createGroup(rec(`u${i}`))));
@@ -283,6 +308,47 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
         assert.equal(last?.text, odd);
         assert.equal(last?.from, 'ann');
         assert.equal(typeof last?.ts, 'number');
+      });
+
+      test('history pages back with `before` (exclusive) across everything kept: no gap, no overlap', async () => {
+        const e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        for (let i = 1; i <= 8; i++) await e.publish(g, msg('ann', `m${i}`));
+        const seqs = (ms: StoredMessage[]): number[] => ms.map((m) => m.seq);
+        assert.deepEqual(seqs(await page(e, g, { before: 7, limit: 2 })), [5, 6]);
+        assert.deepEqual(seqs(await page(e, g, { before: 100, limit: 100 })), [4, 5, 6, 7, 8], 'before past the top: everything kept');
+        assert.deepEqual(seqs(await page(e, g, { before: 5, limit: 100 })), [4], 'only what HISTORY_LIMIT kept');
+        assert.deepEqual(await page(e, g, { before: 4, limit: 100 }), []);
+        assert.deepEqual(await page(e, g, { before: 1, limit: 100 }), []);
+        // Every page size, from the newest back to the oldest kept: each message exactly once.
+        for (const size of [1, 2, 3, 5]) {
+          const got: number[] = [];
+          let cursor: number | undefined;
+          for (let pages = 0; pages < 10; pages++) {
+            const p = await page(e, g, cursor === undefined ? { limit: size } : { before: cursor, limit: size });
+            if (p.length === 0) break;
+            assert.ok(p.length <= size);
+            got.unshift(...seqs(p));
+            cursor = p[0]?.seq;
+          }
+          assert.deepEqual(got, [4, 5, 6, 7, 8], `pages of ${size}`);
+        }
+        const withTop = await e.history(g, { before: 6, limit: 1 });
+        assert.deepEqual([seqs(withTop.messages), withTop.top], [[5], 8], 'the top of the group, not of the page');
+      });
+
+      test('a message published through the server API keeps `api: true` in history and on the channel', async () => {
+        let e = await fresh();
+        const g = (await e.createGroup(rec('ann'))).id;
+        const events = await listen(e, g);
+        await e.publish(g, msg('ann', 'member'));
+        await e.publish(g, { ...msg('app', 'from the api'), api: true });
+        const live = [await nextMessage(events, 'member'), await nextMessage(events, 'api')];
+        assert.deepEqual(live.map((m) => [m.seq, m.api]), [[1, undefined], [2, true]]);
+        assert.deepEqual((await page(e, g, { limit: 10 })).map((m) => [m.seq, m.api]), [[1, undefined], [2, true]]);
+        e = await h.reopen(e);
+        open.push(e);
+        assert.deepEqual((await page(e, g, { limit: 10 })).map((m) => [m.seq, m.text, m.api]), [[1, 'member', undefined], [2, 'from the api', true]]);
       });
 
       test('history returns the top seq with every page: trimmed, empty, past the end, or limit 0', async () => {

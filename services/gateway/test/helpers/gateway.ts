@@ -1,5 +1,5 @@
 // Start a real gateway process on free ports and wait for its [LISTENING] line.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -39,6 +39,8 @@ export class Gateway {
   port = 0;
   tcpPort = 0;
   metricsPort = 0;
+  /** Where the test reaches it (another address for a gateway in a network namespace). */
+  host = '127.0.0.1';
 
   constructor(
     readonly proc: ChildProcess,
@@ -68,11 +70,11 @@ export class Gateway {
   }
 
   get wsUrl(): string {
-    return `ws://127.0.0.1:${this.port}/`;
+    return `ws://${this.host}:${this.port}/`;
   }
 
   http(path: string, port = this.port): Promise<{ status: number; body: string }> {
-    return fetch(`http://127.0.0.1:${port}${path}`).then(async (r) => ({ status: r.status, body: await r.text() }));
+    return fetch(`http://${this.host}:${port}${path}`).then(async (r) => ({ status: r.status, body: await r.text() }));
   }
 
   waitLog(msg: string, ms = 10_000, test: (l: LogLine) => boolean = () => true): Promise<LogLine> {
@@ -101,6 +103,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Keep the TCP listener off (TCP_PORT=0). */
   noTcp?: boolean;
+  /** Run it inside a network namespace (helpers/netns.ts), reached at `host` (give it HOST=0.0.0.0). */
+  netns?: { spawn(cmd: string, args: readonly string[], opts?: SpawnOptions): ChildProcess; host: string };
 }
 
 export async function startGateway(opts: StartOptions = {}): Promise<Gateway> {
@@ -116,8 +120,11 @@ export async function startGateway(opts: StartOptions = {}): Promise<Gateway> {
     DRAIN_SECONDS: '1',
     ...opts.env,
   };
-  const proc = spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = opts.netns
+    ? opts.netns.spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const gw = new Gateway(proc, env);
+  if (opts.netns) gw.host = opts.netns.host;
   const exitedEarly = gw.exited.then(({ code }) => {
     throw new Error(`gateway exited (${code}) before listening:\n${gw.output.join('\n')}`);
   });

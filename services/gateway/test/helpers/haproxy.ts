@@ -14,7 +14,7 @@ export const REPO = ((): string => {
 })();
 export const HAPROXY_CFG = resolve(REPO, 'deploy/haproxy/haproxy.cfg');
 
-export function haproxyEnv(gws: Array<{ port: number; tcpPort: number }>, lb: { ws: number; tcp: number; stats: number }): Record<string, string> {
+export function haproxyEnv(gws: Array<{ port: number; tcpPort: number; host?: string }>, lb: { ws: number; tcp: number; stats: number }): Record<string, string> {
   const env: Record<string, string> = {
     LB_HOST: '127.0.0.1',
     LB_WS_PORT: String(lb.ws),
@@ -22,7 +22,7 @@ export function haproxyEnv(gws: Array<{ port: number; tcpPort: number }>, lb: { 
     LB_STATS_PORT: String(lb.stats),
   };
   gws.forEach((g, i) => {
-    env[`GW${i + 1}_HOST`] = '127.0.0.1';
+    env[`GW${i + 1}_HOST`] = g.host ?? '127.0.0.1';
     env[`GW${i + 1}_PORT`] = String(g.port);
     env[`GW${i + 1}_TCP_PORT`] = String(g.tcpPort);
   });
@@ -41,14 +41,22 @@ export class HaProxy {
     proc.stderr?.on('data', (d: Buffer) => this.output.push(d.toString()));
   }
 
-  static async start(gws: Gateway[]): Promise<HaProxy> {
+  /** `host`: where HAProxy listens (default 127.0.0.1; e.g. 0.0.0.0 for clients in a namespace); `env`: more of the file's settings. */
+  static async start(gws: Gateway[], opts: { host?: string; env?: Record<string, string> } = {}): Promise<HaProxy> {
     const lb = { ws: await freePort(), tcp: await freePort(), stats: await freePort() };
+    const env: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...haproxyEnv(gws, lb), ...opts.env };
+    if (opts.host) env['LB_HOST'] = opts.host;
     const proc = spawn('haproxy', ['-db', '-f', HAPROXY_CFG], {
-      env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...haproxyEnv(gws, lb) },
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const h = new HaProxy(proc, lb.ws, lb.tcp, lb.stats);
-    await h.waitStatus(gws.map((_, i) => `gw${i + 1}`), 'UP', 15_000);
+    try {
+      await h.waitStatus(gws.map((_, i) => `gw${i + 1}`), 'UP', 15_000);
+    } catch (e) {
+      await h.stop().catch(() => undefined); // not left running (and holding the test's event loop)
+      throw e;
+    }
     return h;
   }
 

@@ -110,7 +110,8 @@ export class JsonChat {
   token = '';
   groupId = '';
   private watchers = new Set<() => void>();
-  private nextId = 0;
+  /** Client ids unique in this test process: a member that resumes on a new connection must not reuse one (the server would take it for a retry). */
+  private static nextId = 0;
 
   private constructor(readonly ws: WsClient) {
     // Frames that came with the open (the menu) are already in the client's inbox.
@@ -131,8 +132,8 @@ export class JsonChat {
     } else this.events.push(ev);
   }
 
-  static async open(gw: Gateway): Promise<JsonChat> {
-    const ws = await WsClient.connect(gw.wsUrl, 'chat.json');
+  static async open(gw: Gateway | string): Promise<JsonChat> {
+    const ws = await WsClient.connect(typeof gw === 'string' ? gw : gw.wsUrl, 'chat.json');
     const c = new JsonChat(ws);
     await c.events.take((e) => e.type === 'menu', 5000, 'menu');
     return c;
@@ -177,7 +178,7 @@ export class JsonChat {
 
   /** Send a chat line; no waiting. Returns the id to match its ack. */
   send(text: string): number {
-    const id = ++this.nextId;
+    const id = ++JsonChat.nextId;
     this.ws.sendJson({ op: 'send', text, id });
     return id;
   }

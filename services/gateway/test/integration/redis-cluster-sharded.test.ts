@@ -18,6 +18,7 @@ import { listen } from '../helpers/channels.js';
 import { type Inbox, until, within } from '../helpers/wait.js';
 
 let rc: RedisClusterServer;
+const API_KEY = 'cluster-api-key-0123456789abcdef';
 const engines: RedisEngine[] = [];
 before(async () => {
   rc = await RedisClusterServer.start(3);
@@ -157,7 +158,7 @@ describe('three gateways on a 3-master Redis Cluster', () => {
 
   before(async () => {
     await rc.flushall();
-    const started = await startGatewaysOnRedisCluster(rc, 3, { REDIS_PING_INTERVAL_MS: '200', REDIS_PING_TIMEOUT_MS: '500' });
+    const started = await startGatewaysOnRedisCluster(rc, 3, { REDIS_PING_INTERVAL_MS: '200', REDIS_PING_TIMEOUT_MS: '500', API_KEY: API_KEY });
     nodes = started.nodes;
     stopGateways = started.stop;
   });
@@ -257,6 +258,34 @@ describe('three gateways on a 3-master Redis Cluster', () => {
     }
     await until(async () => (await shardNumsub(to, id)) === 3, 5000, 'three subscriptions on the new master');
     assert.equal(await shardNumsub(from, id), 0);
+  });
+
+  test('the server API: a message reaches members on every node (`api: true`); DELETE closes them on every node', async () => {
+    const { id, members } = await group(['api0', 'api1', 'api2'], 'pw-api');
+    const call = async (gw: Gateway, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+      const r = await fetch(`http://127.0.0.1:${gw.port}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${API_KEY}` },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await r.text();
+      return { status: r.status, json: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+    };
+    const posted = await call(nodes[1]!, 'POST', `/api/v1/groups/${id}/messages`, { from: 'bot', text: 'to all masters' });
+    assert.equal(posted.status, 200);
+    for (const [i, m] of members.entries()) {
+      await m.untilMessages((ms) => ms.some((x) => x.text === 'to all masters'), 5000, `member ${i}: the API message`);
+      const got = m.messages.find((x) => x.text === 'to all masters') as unknown as Record<string, unknown>;
+      assert.deepEqual([got['seq'], got['from'], got['api']], [posted.json['seq'], 'bot', true]);
+    }
+    assert.deepEqual(((await call(nodes[2]!, 'GET', `/api/v1/groups/${id}/members`)).json['members'] as string[]).sort(), ['api0', 'api1', 'api2']);
+    assert.equal((await call(nodes[2]!, 'DELETE', `/api/v1/groups/${id}`)).status, 204);
+    for (const [i, m] of members.entries()) {
+      assert.deepEqual(await m.events.take((e) => e.type === 'group_closed', 5000, `member ${i}: group_closed`), { type: 'group_closed', groupId: id });
+      await m.events.take((e) => e.type === 'menu', 5000, `member ${i}: the menu`);
+    }
+    assert.equal((await call(nodes[0]!, 'GET', `/api/v1/groups/${id}/history`)).status, 404);
+    assert.equal((await call(nodes[1]!, 'DELETE', `/api/v1/groups/${id}`)).status, 404, 'removed once');
   });
 
   test('a master that stops answering turns /readyz 503 on every gateway until it answers again', async () => {

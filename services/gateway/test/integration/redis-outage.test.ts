@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { parseMetrics } from '../helpers/proc.js';
 import { JsonChat, range, startCluster, summarize, type Cluster } from '../helpers/redis-cluster.js';
-import { until } from '../helpers/wait.js';
+import { until, within } from '../helpers/wait.js';
 
 const readyz = async (cl: Cluster, node: number): Promise<number> => (await cl.nodes[node]!.http('/readyz')).status;
 
@@ -134,5 +134,56 @@ describe('a member who leaves while Redis is down', () => {
     const left = await a.events.take((e) => e.type === 'member_left', 10_000, 'member_left for Ben after Redis is back');
     assert.equal(left['name'], 'Ben');
     assert.deepEqual(await a.who(), ['Ann']);
+  });
+});
+
+describe('a node that has lost Redis for ENGINE_LOSS_SHED_SECONDS', () => {
+  let cl: Cluster;
+  const clients: JsonChat[] = [];
+  before(async () => {
+    cl = await startCluster(2, { env: { ENGINE_LOSS_SHED_SECONDS: '2', REDIS_PING_TIMEOUT_MS: '500' } });
+  });
+  after(async () => {
+    if (cl.redis.pid) process.kill(cl.redis.pid, 'SIGCONT');
+    for (const c of clients) c.close();
+    await cl.stop();
+  });
+
+  test('closes its clients with 1012 once, so they go to a ready node; they resume there with no gap', async () => {
+    const a = await JsonChat.open(cl.nodes[0]!);
+    const b = await JsonChat.open(cl.nodes[1]!);
+    clients.push(a, b);
+    const groupId = await a.create('Ann', 'pw-shed');
+    const joined = await b.join('Ben', groupId, 'pw-shed');
+    for (let i = 1; i <= 3; i++) await a.sayOk(`before ${i}`);
+    await b.untilSeq(3);
+
+    // Frozen, not gone: the connections stay open and only the PINGs tell (a partition looks the same).
+    process.kill(cl.redis.pid!, 'SIGSTOP');
+    const t0 = Date.now();
+    const [ca, cb] = await within(Promise.all([a.closed, b.closed]), 15_000, 'both clients closed by their nodes');
+    assert.equal(ca.code, 1012);
+    assert.equal(cb.code, 1012);
+    const waited = (Date.now() - t0) / 1000;
+    assert.ok(waited >= 2, `not before ENGINE_LOSS_SHED_SECONDS (closed after ${waited} s)`);
+    await cl.nodes[0]!.waitLog('[SHEDDING] engine unreachable: clients sent elsewhere');
+    // Once per outage: a client that comes straight here meanwhile stays.
+    const c = await JsonChat.open(cl.nodes[1]!);
+    clients.push(c);
+    process.kill(cl.redis.pid!, 'SIGCONT');
+    await until(async () => (await readyz(cl, 0)) === 200 && (await readyz(cl, 1)) === 200, 10_000, '/readyz 200 on both nodes');
+    const m = parseMetrics((await cl.nodes[1]!.http('/metrics', cl.nodes[1]!.metricsPort)).body);
+    assert.equal(m.get('chat_engine_loss_disconnects_total'), 1, 'one client closed on node 1, the later one left alone');
+    assert.equal(c.ws.ws.readyState, 1, 'the client that came during the outage is still connected');
+
+    // Ben resumes (on the other node this time) and misses nothing sent meanwhile.
+    const b2 = await JsonChat.open(cl.nodes[0]!);
+    const a2 = await JsonChat.open(cl.nodes[1]!);
+    clients.push(a2, b2);
+    await b2.resume(String(joined['token']), 3);
+    await a2.join('Ann', groupId, 'pw-shed', 3);
+    assert.equal(await a2.sayOk('after'), 4);
+    await b2.untilSeq(4);
+    assert.deepEqual(b2.seqs(), [4]);
   });
 });

@@ -32,6 +32,9 @@ test('bad settings stop the gateway with exit code 2 and name the setting', asyn
     [{ REDIS_URL: 'redis://127.0.0.1:1' }, 'CHAT_SECRET'],
     [{ RATE_LIMIT_PER_SEC: '-1' }, 'RATE_LIMIT_PER_SEC'],
     [{ CREATE_BUDGET: 'lots' }, 'CREATE_BUDGET'],
+    // Server API keys: each at least 16 characters (a short one among several too).
+    [{ API_KEY: 'short' }, 'API_KEY'],
+    [{ API_KEY: `${'k'.repeat(16)},tiny` }, 'API_KEY'],
     // A rotation window is a moment, required with the previous secret.
     [{ CHAT_SECRET: 's'.repeat(32), CHAT_SECRET_PREVIOUS: 'p'.repeat(32) }, 'CHAT_SECRET_PREVIOUS_UNTIL'],
     [{ CHAT_SECRET: 's'.repeat(32), CHAT_SECRET_PREVIOUS: 'p'.repeat(32), CHAT_SECRET_PREVIOUS_UNTIL: 'next week' }, 'CHAT_SECRET_PREVIOUS_UNTIL'],
@@ -39,5 +42,6 @@ test('bad settings stop the gateway with exit code 2 and name the setting', asyn
     const { code, output } = await runGateway(env);
     assert.equal(code, 2, JSON.stringify(env));
     assert.match(output, new RegExp(name));
+    if ('API_KEY' in env) assert.doesNotMatch(output, /short|tiny/, 'the key itself is not printed');
   }
 });

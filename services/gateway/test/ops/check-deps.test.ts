@@ -11,8 +11,8 @@ import { tempDir } from '../helpers/gateway.js';
 import { REPO } from '../helpers/haproxy.js';
 
 const SCRIPT = resolve(REPO, 'scripts/check-deps.sh');
-const PROGRAMS = ['redis-server', 'redis-cli', 'haproxy', 'promtool', 'prometheus', 'openssl'];
-const PACKAGES = 'redis-server redis-tools haproxy prometheus openssl';
+const PROGRAMS = ['redis-server', 'redis-cli', 'haproxy', 'promtool', 'prometheus', 'openssl', 'ip', 'chromium'];
+const PACKAGES = 'redis-server redis-tools haproxy prometheus openssl iproute2 chromium';
 
 function stub(dir: string, name: string, body: string): void {
   const f = join(dir, name);
@@ -49,8 +49,8 @@ test('not root: stops at once with the exact sudo apt-get command, installs noth
   stub(dir, 'haproxy', 'exit 0');
   const r = check(dir);
   assert.equal(r.status, 1, r.out);
-  assert.match(r.out, /missing: redis-server redis-cli promtool prometheus openssl\n/);
-  assert.ok(r.out.includes('sudo apt-get update && sudo apt-get install -y --no-install-recommends redis-server redis-tools prometheus openssl'), r.out);
+  assert.match(r.out, /missing: redis-server redis-cli promtool prometheus openssl ip chromium\n/);
+  assert.ok(r.out.includes('sudo apt-get update && sudo apt-get install -y --no-install-recommends redis-server redis-tools prometheus openssl iproute2 chromium'), r.out);
   assert.ok(!existsSync(join(dir, 'apt.log')), 'apt-get was not run');
   assert.ok(r.ms < 5000, `took ${r.ms} ms`);
 });

@@ -44,6 +44,9 @@ class FakeStore implements CallsEngine {
   async sweepIdle(): Promise<string[]> {
     return [];
   }
+  async removeGroup(id: string): Promise<boolean> {
+    return this.groups.delete(id);
+  }
   /** The top seq each group's history reports (0 unless a test sets it). */
   readonly tops = new Map<string, number>();
   async history(id: string): Promise<HistoryPage> {

@@ -99,7 +99,7 @@ class RecordingFanout implements Fanout {
 async function live(limit = 100): Promise<{ hubs: GroupHubs; broker: ScriptedBroker; out: RecordingFanout; metrics: Metrics; conn: RecordingConn }> {
   const broker = new ScriptedBroker();
   const metrics = new Metrics('test');
-  const hubs = new GroupHubs(broker, { historyLimit: limit }, createLogger('silent', 'test'), metrics);
+  const hubs = new GroupHubs(broker, { historyLimit: limit, historyReplay: limit }, createLogger('silent', 'test'), metrics);
   const out = new RecordingFanout();
   hubs.addFanout(out);
   const conn = new RecordingConn();

@@ -59,6 +59,7 @@ describe('frame parser', () => {
     });
     assert.deepEqual(parseClientFrame('{"op":"send","text":"t","id":"x"}'), { op: 'send', text: 't', id: 'x' });
     assert.deepEqual(parseClientFrame('{"op":"resume","token":"k","since":0}'), { op: 'resume', token: 'k', since: 0 });
+    assert.deepEqual(parseClientFrame('{"op":"resume","token":"k"}'), { op: 'resume', token: 'k' }, 'no since: the recent history');
     assert.deepEqual(parseClientFrame('{"op":"exit"}'), { op: 'exit' });
   });
 
@@ -96,5 +97,34 @@ describe('hygiene', () => {
     assert.equal(decodeUtf8(Buffer.from([0xff])), undefined);
     assert.equal(decodeUtf8(Buffer.from([0xc0, 0xaf])), undefined); // overlong
     assert.equal(decodeUtf8(Buffer.from([0xed, 0xa0, 0x80])), undefined); // surrogate
+  });
+});
+
+describe('history and group_closed', () => {
+  test('the history op: before and limit positive integers, both optional', () => {
+    assert.deepEqual(parseClientFrame('{"op":"history"}'), { op: 'history' });
+    assert.deepEqual(parseClientFrame('{"op":"history","before":12,"limit":3}'), { op: 'history', before: 12, limit: 3 });
+    for (const bad of ['{"op":"history","before":0}', '{"op":"history","limit":-1}', '{"op":"history","limit":"5"}', '{"op":"history","before":1.5}'])
+      assert.deepEqual(parseClientFrame(bad), { error: 'invalid_input', message: '"before" and "limit" must be positive integers', reason: 'invalid_json' }, bad);
+  });
+
+  test('text: a page is one message of `{from}: {text}` lines, or "No older messages."; a closed group is the seed-toned line', () => {
+    const m = (seq: number, from: string, text: string) => ({ groupId: '2', seq, from, text, ts: 1 });
+    assert.equal(encodeText({ type: 'history', groupId: '2', messages: [m(1, 'Ann', 'hi'), m(2, 'bot', 'yo')], more: false }), 'Ann: hi\nbot: yo');
+    assert.equal(encodeText({ type: 'history', groupId: '2', messages: [], more: false }), 'No older messages.');
+    assert.equal(encodeText({ type: 'group_closed', groupId: '2' }), 'Chat 2 has been closed.');
+  });
+
+  test('JSON: api: true only on API messages, in events and in pages', () => {
+    const api = { groupId: '2', seq: 5, from: 'bot', text: 'x', ts: 1, api: true as const };
+    assert.deepEqual(JSON.parse(encodeJson({ type: 'message', ...api }) as string), { type: 'message', ...api });
+    assert.equal('api' in JSON.parse(encodeJson({ type: 'message', groupId: '2', seq: 6, from: 'Ann', text: 'y', ts: 1 }) as string), false);
+    assert.deepEqual(JSON.parse(encodeJson({ type: 'history', groupId: '2', messages: [api], more: true }) as string), {
+      type: 'history',
+      groupId: '2',
+      messages: [{ type: 'message', ...api }],
+      more: true,
+    });
+    assert.deepEqual(JSON.parse(encodeJson({ type: 'group_closed', groupId: '2' }) as string), { type: 'group_closed', groupId: '2' });
   });
 });

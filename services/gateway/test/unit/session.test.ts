@@ -195,3 +195,37 @@ describe('JSON ops', () => {
     assert.deepEqual(sends(b.effects), [{ type: 'error', code: 'unavailable', message: 'down' }]);
   });
 });
+
+describe('history and group removal', () => {
+  const inChat = (): Session => run([text('2'), text('Ann'), text('pw'), ok({ groupId: '4', name: 'Ann', token: 't', seq: 0 })]).s;
+
+  test('/history asks for the page before what the connection has seen; the answer is one history event', () => {
+    const { s, effects } = run([text(' /history ')], inChat());
+    assert.deepEqual(effects, [{ kind: 'call', call: { call: 'history', groupId: '4', before: 'seen', limit: null } }]);
+    const page = { messages: [{ groupId: '4', seq: 3, from: 'Bo', text: 'hi', ts: 1 }], more: true };
+    const out = step(s, ok(page), limits);
+    assert.deepEqual(sends(out.effects), [{ type: 'history', groupId: '4', ...page }]);
+    assert.equal(out.session.state.s, 'chat');
+  });
+
+  test('the history op: before and limit passed on; not_joined outside a group', () => {
+    assert.deepEqual(run([{ kind: 'op', op: { op: 'history', before: 9, limit: 5 } }], inChat()).effects, [
+      { kind: 'call', call: { call: 'history', groupId: '4', before: 9, limit: 5 } },
+    ]);
+    assert.deepEqual(run([{ kind: 'op', op: { op: 'history' } }], inChat()).effects, [
+      { kind: 'call', call: { call: 'history', groupId: '4', before: null, limit: null } },
+    ]);
+    const out = run([{ kind: 'op', op: { op: 'history' } }]);
+    assert.deepEqual(sends(out.effects).map((e) => (e as { code: string }).code), ['not_joined']);
+  });
+
+  test('group_closed: detach without notices, group_closed, the menu; another group is not affected', () => {
+    const { s, effects } = run([{ kind: 'group_closed', groupId: '4' }], inChat());
+    assert.deepEqual(effects, [{ kind: 'detach', closed: true }, { kind: 'send', event: { type: 'group_closed', groupId: '4' } }, { kind: 'send', event: { type: 'menu' } }]);
+    assert.deepEqual(s.state, { s: 'menu' });
+    const other = run([{ kind: 'group_closed', groupId: '5' }], inChat());
+    assert.deepEqual(other.effects, []);
+    assert.equal(other.s.state.s, 'chat');
+    assert.deepEqual(run([{ kind: 'group_closed', groupId: '4' }]).effects, [], 'at the menu: nothing');
+  });
+});

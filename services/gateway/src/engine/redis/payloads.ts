@@ -6,8 +6,13 @@ export type StreamEntry = [id: string, fields: string[]];
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A message published through the server HTTP API carries `"api": true` (absent otherwise). */
+const apiFlag = (v: Obj): { api?: true } => (v['api'] === true ? { api: true } : {});
 
-/** `{"t":"m","seq",from,text,ts,origin}` (from publish.lua) or `{"t":"n",kind,name,origin}` (a notice). */
+/**
+ * `{"t":"m","seq",from,text,ts,origin[,api]}` (from publish.lua), `{"t":"n",kind,name,origin}` (a
+ * notice) or `{"t":"c"}` (the group was removed: remove_group.lua).
+ */
 export function parseChannelPayload(groupId: string, payload: string): ChannelEvent | null {
   let v: unknown;
   try {
@@ -20,8 +25,9 @@ export function parseChannelPayload(groupId: string, payload: string): ChannelEv
     const { seq, from, text, ts, origin } = v;
     if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return null;
     if (typeof from !== 'string' || typeof text !== 'string' || typeof ts !== 'number' || typeof origin !== 'string') return null;
-    return { kind: 'message', message: { groupId, seq, from, text, ts, origin } };
+    return { kind: 'message', message: { groupId, seq, from, text, ts, origin, ...apiFlag(v) } };
   }
+  if (v['t'] === 'c') return { kind: 'closed' };
   if (v['t'] === 'n') {
     const { kind, name, origin } = v;
     if ((kind !== 'joined' && kind !== 'left') || typeof name !== 'string' || typeof origin !== 'string') return null;
@@ -48,7 +54,7 @@ export function parseStreamEntries(groupId: string, rows: StreamEntry[]): Stored
     if (!isObj(v)) continue;
     const { from, text, ts, origin } = v;
     if (typeof from !== 'string' || typeof text !== 'string' || typeof ts !== 'number') continue;
-    out.push({ groupId, seq, from, text, ts, origin: typeof origin === 'string' ? origin : '' });
+    out.push({ groupId, seq, from, text, ts, origin: typeof origin === 'string' ? origin : '', ...apiFlag(v) });
   }
   return out;
 }

@@ -400,11 +400,23 @@ export class RedisEngine implements Engine {
     return 'changed';
   }
 
+  async removeGroup(id: string): Promise<boolean> {
+    if (!isGroupId(id)) return false;
+    const k = groupKeys(id);
+    const pub = this.backend?.publishCommand ?? 'PUBLISH';
+    const removed = await this.call((r) => r.chatRemoveGroup(k.meta, k.history, k.members, k.owned, groupKeyPrefix(id), k.channel, pub));
+    // The index lives in another slot on a cluster: a second call (a crash in between leaves an entry
+    // without a group, which the next sweep drops).
+    await this.call((r) => r.zrem(GROUP_INDEX, id));
+    return removed === 1;
+  }
+
   async publish(groupId: string, msg: NewMessage): Promise<Published> {
     if (!isGroupId(groupId)) throw new Error(`no group ${groupId}`);
     const k = groupKeys(groupId);
     // One serialised form for the stream entry and (with the seq put in front) the channel payload.
-    const body = JSON.stringify({ from: msg.from, text: msg.text, ts: msg.ts, origin: msg.origin });
+    // `api` (server HTTP API messages) rides in the same JSON: publish.lua stores and publishes it as is.
+    const body = JSON.stringify({ from: msg.from, text: msg.text, ts: msg.ts, origin: msg.origin, ...(msg.api ? { api: true } : {}) });
     const pub = this.backend?.publishCommand ?? 'PUBLISH';
     const { dedupeWindow, dedupeTtlSeconds } = this.config;
     const sent = msg.dedupe !== undefined && dedupeWindow > 0 ? msg.dedupe : '';
@@ -437,10 +449,12 @@ export class RedisEngine implements Engine {
     if (!isGroupId(groupId)) return { messages: [], top: 0 };
     const k = groupKeys(groupId);
     const from = q.since === undefined ? 0 : Math.max(0, Math.floor(q.since)) + 1;
-    const limit = Number.isSafeInteger(from) ? Math.max(0, q.limit) : 0;
+    // Paging back: entries up to seq before-1 (IDs are `<seq>-0`; an end ID of `N` means `N-<max>`).
+    const upTo = q.since === undefined && q.before !== undefined ? Math.floor(q.before) - 1 : null;
+    const limit = Number.isSafeInteger(from) && (upTo === null || (Number.isSafeInteger(upTo) && upTo >= 1)) ? Math.max(0, q.limit) : 0;
     const [seq, rows] = await this.call(async (r) => {
       const tx = r.multi().hget(k.meta, 'seq');
-      if (limit > 0 && q.since === undefined) tx.xrevrange(k.history, '+', '-', 'COUNT', limit);
+      if (limit > 0 && q.since === undefined) tx.xrevrange(k.history, upTo === null ? '+' : String(upTo), '-', 'COUNT', limit);
       else if (limit > 0) tx.xrange(k.history, String(from), '+', 'COUNT', limit);
       const replies = await tx.exec();
       if (!replies) throw new Error('history transaction aborted');
