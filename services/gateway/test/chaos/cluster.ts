@@ -206,6 +206,16 @@ export class ChaosCluster {
     return pid;
   }
 
+  /** CPU seconds (user + system) redis-server has used so far (/proc/<pid>/stat). */
+  redisCpuSeconds(): number {
+    try {
+      const f = readFileSync(`/proc/${this.redisPid()}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+    } catch {
+      return NaN;
+    }
+  }
+
   freezeRedis(): void {
     process.kill(this.redisPid(), 'SIGSTOP');
   }

@@ -4,6 +4,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addResults, emptyResult, type CheckResult } from './check.js';
+import { addHistograms, newHistogram } from './latency.js';
 import type { FromWorker, GroupPlan, ToWorker, WorkerStats } from './protocol.js';
 import { within } from '../helpers/wait.js';
 
@@ -73,6 +74,7 @@ export interface FleetStats {
   gaps: number;
   dupDropped: number;
   resends: number;
+  ackLatency: number[];
 }
 
 const merge = (a: Record<string, number>, b: Record<string, number>): Record<string, number> => {
@@ -124,7 +126,7 @@ export class Fleet {
   }
 
   async stats(): Promise<FleetStats> {
-    const r = await Promise.all(this.workers.map((w) => w.ask({ t: 'stats' }, 'stats', 10_000)));
+    const r = await Promise.all(this.workers.map((w) => w.ask({ t: 'stats' }, 'stats', 30_000)));
     const s: FleetStats = {
       members: 0,
       connected: 0,
@@ -141,6 +143,7 @@ export class Fleet {
       gaps: 0,
       dupDropped: 0,
       resends: 0,
+      ackLatency: newHistogram(),
     };
     for (const { stats: w } of r as Array<{ stats: WorkerStats }>) {
       s.members += w.members;
@@ -158,8 +161,14 @@ export class Fleet {
       s.gaps += w.gaps;
       s.dupDropped += w.dupDropped;
       s.resends += w.resends;
+      s.ackLatency = addHistograms(s.ackLatency, w.ackLatency);
     }
     return s;
+  }
+
+  /** Start a new ack-latency window in every worker. */
+  markLatency(): void {
+    for (const w of this.workers) w.proc.send({ t: 'latency' } satisfies ToWorker);
   }
 
   async stop(): Promise<void> {

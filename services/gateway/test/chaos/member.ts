@@ -74,9 +74,15 @@ class LibraryMember implements ChatMember {
   ) {
     // The suite's outages last seconds: the library's bounds (attempts, time) are raised so that
     // no member gives up during one; a member that did would show as unacked sends and lag.
+    // The library tries the URLs in turn from the first: start each member at a random one, so
+    // the members spread over the balancers.
+    const k = Math.floor(Math.random() * spec.urls.length);
     this.client = new ResumingClient({
-      url: spec.urls,
+      url: [...spec.urls.slice(k), ...spec.urls.slice(0, k)],
       backoff: { ...backoff, maxAttempts: 1000, maxElapsedMs: 300_000 },
+      // A resume answered late is still worth waiting for: in a storm (3,000 clients back at
+      // once on two busy nodes) a timed-out resume only comes back as one more.
+      callTimeoutMs: 30_000,
       random: Math.random,
     });
     const c = this.client;

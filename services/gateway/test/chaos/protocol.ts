@@ -17,6 +17,8 @@ export type ToWorker =
   | { t: 'settle'; ms: number }
   | { t: 'check'; redisUrl: string }
   | { t: 'stats' }
+  /** Start a new ack-latency window (the histogram in stats covers sends acked since). */
+  | { t: 'latency' }
   | { t: 'exit' };
 
 export interface WorkerStats {
@@ -44,6 +46,8 @@ export interface WorkerStats {
   dupDropped: number;
   /** Send frames the library wrote again (after a resume or a refusal). */
   resends: number;
+  /** Send → ack latency since the last `latency` mark: counts per bucket (latency.ts). */
+  ackLatency: number[];
 }
 
 export type FromWorker =

@@ -5,6 +5,7 @@
 import { duplicated, lost, type CheckResult } from './check.js';
 import { ChaosCluster, type ClusterOptions } from './cluster.js';
 import { Fleet, type FleetStats } from './fleet.js';
+import { quantile } from './latency.js';
 import { WsClient } from '../helpers/clients.js';
 import { until } from '../helpers/wait.js';
 
@@ -26,6 +27,10 @@ export interface Row {
   stats: FleetStats;
   /** Longest a member was cut off (close → resumed), or the scenario's own measure. */
   maxRecoveryMs: number;
+  /** Send → ack latency (ms) over a steady window before the fault. */
+  steadyAck: { p50: number; p99: number };
+  /** CPU seconds redis-server used over that window (appendfsync's cost shows here and in the latency). */
+  redisCpuSeconds: number;
   peakRssBytes: number[];
   /** Sends still unacked after the stop deadline; members still behind after the settle deadline. */
   unackedAtEnd: number;
@@ -103,6 +108,13 @@ export async function runScenario(s: Scenario, load: Load, log: (line: string) =
     const perSec = members * load.rate;
     fleet.start(load.rate);
     await acksGrow(fleet, Math.ceil(perSec * 2), 60_000, 'warm-up');
+    // A steady window before the fault: ack latency and Redis CPU at this load.
+    fleet.markLatency();
+    const cpu0 = cluster.redisCpuSeconds();
+    await acksGrow(fleet, Math.ceil(perSec * 5), 60_000, 'steady window');
+    const steadyStats = await fleet.stats();
+    const redisCpuSeconds = cluster.redisCpuSeconds() - cpu0;
+    const steadyAck = { p50: quantile(steadyStats.ackLatency, 0.5), p99: quantile(steadyStats.ackLatency, 0.99) };
     const ctx: ScenarioContext = { cluster, fleet, load, notes: [], violations: [] };
     log(`[${s.name}] fault: ${s.fault}`);
     await s.run(ctx);
@@ -131,6 +143,8 @@ export async function runScenario(s: Scenario, load: Load, log: (line: string) =
       result,
       stats,
       maxRecoveryMs: ctx.recoveryMs ?? stats.maxRecoveryMs,
+      steadyAck,
+      redisCpuSeconds,
       peakRssBytes: cluster.rss.map((r) => r.peak),
       unackedAtEnd: unacked,
       behindAtEnd: behind,
@@ -218,7 +232,7 @@ export function killGateway(minOnKilled: number): Scenario {
       if (held < minOnKilled) ctx.violations.push(`only ${held} clients on the killed node (at least ${minOnKilled} wanted)`);
       const t = Date.now();
       await cluster.stopGateway(victim, 'SIGKILL');
-      const s = await allBack(fleet, 60_000);
+      const s = await allBack(fleet, 120_000);
       ctx.recoveryMs = s.lastBackAt > 0 ? s.lastBackAt - t : 0;
       ctx.notes.push(`last client back ${(ctx.recoveryMs / 1000).toFixed(2)} s after the kill; ${s.resumes} resumes`);
       if (s.resumes < held) ctx.violations.push(`${s.resumes} resumes for ${held} clients cut off`);
@@ -269,9 +283,10 @@ export function freezeRedis(seconds: number): Scenario {
       const thawed = Date.now();
       await until(async () => (await Promise.all(cluster.gws.map((_, i) => cluster.readyz(i)))).every((s) => s === 200), 30_000, 'every /readyz 200 after SIGCONT');
       await cluster.waitBalancers(cluster.gws.map((_, i) => `gw${i + 1}`), 'UP', 30_000);
+      ctx.recoveryMs = Date.now() - thawed;
       ctx.notes.push(`ready again ${((Date.now() - thawed) / 1000).toFixed(1)} s after SIGCONT`);
       const refusedSends = (await Promise.all(cluster.gws.map((_, i) => cluster.metric(i, 'chat_engine_errors_total', 'op="publish"')))).reduce((a, b) => a + b, 0);
-      ctx.notes.push(`${refusedSends} sends answered \`unavailable\` during the freeze (chat_engine_errors_total{op="publish"}), each retried by its client with the same id`);
+      ctx.notes.push(`${refusedSends} send refusals (\`unavailable\`, first tries and retries; chat_engine_errors_total{op="publish"}), each retried by its client with the same id`);
       if (refusedSends === 0) ctx.violations.push('no send was answered `unavailable` during the freeze');
       ctx.notes.push(`RSS before/at the end of the freeze (MB): ${before.map((b, i) => `${mb(b)}/${mb(during[i] ?? 0)}`).join(', ')}`);
       if (!sawNotReady) ctx.violations.push('/readyz did not turn 503 on every gateway during the freeze');
@@ -297,6 +312,7 @@ export function killRedis(fsync: 'everysec' | 'always'): Scenario {
       const t = Date.now();
       await cluster.redis.restart('SIGKILL');
       await until(async () => (await Promise.all(cluster.gws.map((_, i) => cluster.readyz(i)))).every((s) => s === 200), 30_000, 'every /readyz 200 after the restart');
+      ctx.recoveryMs = Date.now() - t;
       ctx.notes.push(`redis back and every gateway ready ${((Date.now() - t) / 1000).toFixed(1)} s after the kill`);
     },
   };

@@ -71,5 +71,11 @@ export function table(rows: Row[]): string {
 }
 
 export function notes(rows: Row[]): string {
-  return rows.map((r) => `- ${r.scenario} (${r.seconds.toFixed(0)} s): ${r.notes.join('; ') || '-'}`).join('\n');
+  return rows
+    .map(
+      (r) =>
+        `- ${r.scenario} (${r.seconds.toFixed(0)} s): steady before the fault: ack p50 ${r.steadyAck.p50.toFixed(1)} ms, p99 ${r.steadyAck.p99.toFixed(1)} ms, ` +
+        `redis-server ${r.redisCpuSeconds.toFixed(2)} CPU s over the 5 s window; ${r.notes.join('; ') || '-'}`,
+    )
+    .join('\n');
 }

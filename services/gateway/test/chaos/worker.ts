@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { groupKeys } from '../../src/engine/redis/keys.js';
 import { addResults, checkGroup, emptyResult, messageText, type HistoryEntry, type MemberRecord } from './check.js';
 import { createMember, type ChatMember, type MemberEvents } from './member.js';
+import { newHistogram, record } from './latency.js';
 import type { FromWorker, ToWorker, WorkerStats } from './protocol.js';
 
 interface Tracked {
@@ -22,6 +23,8 @@ interface Tracked {
   /** Seqs held (received, or its own acked sends), and the highest seq up to which it holds all. */
   held: Set<number>;
   upto: number;
+  /** Send number → when it was handed to the client (for the ack latency). */
+  sentAt: Map<number, number>;
 }
 
 const members: Tracked[] = [];
@@ -42,6 +45,7 @@ const stats: WorkerStats = {
   gaps: 0,
   dupDropped: 0,
   resends: 0,
+  ackLatency: newHistogram(),
 };
 let ticker: NodeJS.Timeout | null = null;
 /** Sends a member leaves unacked at most before it skips its next ones. */
@@ -74,6 +78,7 @@ function track(groupKey: string, name: string): Tracked {
     top: 0,
     held: new Set(),
     upto: 0,
+    sentAt: new Map(),
     events: {
       joined(seq, resumed) {
         if (first) {
@@ -96,6 +101,11 @@ function track(groupKey: string, name: string): Tracked {
         hold(t, seq);
       },
       ack(id, seq) {
+        const at = t.sentAt.get(id);
+        if (at !== undefined) {
+          record(stats.ackLatency, performance.now() - at);
+          t.sentAt.delete(id);
+        }
         if (t.rec.acks.has(id)) t.rec.reacks++;
         else t.rec.acks.set(id, seq);
         hold(t, seq);
@@ -169,6 +179,7 @@ function start(rate: number): void {
       const text = messageText(t.rec.name, id);
       t.rec.sent.set(id, text);
       stats.sent++;
+      t.sentAt.set(id, performance.now());
       t.client.send(id, text);
       t.nextSendAt += period;
       if (t.nextSendAt < at) t.nextSendAt = at + period * Math.random();
@@ -274,6 +285,9 @@ process.on('message', (raw) => {
         return check(m.redisUrl);
       case 'stats':
         return reply({ t: 'stats', stats: currentStats() });
+      case 'latency':
+        stats.ackLatency = newHistogram();
+        return;
       case 'exit':
         for (const t of members) t.client?.close();
         process.exit(0);

@@ -60,7 +60,11 @@ export class HealthCheck {
 
   private pingOnce(t: Pingable): Promise<boolean> {
     return new Promise<boolean>((res) => {
-      const timer = setTimeout(() => res(false), this.o.timeoutMs);
+      // The deadline is judged after this loop turn's I/O: when the event loop itself was
+      // blocked past the timeout (a busy node), timers run before the poll phase, and a reply
+      // already waiting in the socket would otherwise count as "Redis not answering" (the
+      // node would turn unready, fail calls, and its clients' resumes, for its own lag).
+      const timer = setTimeout(() => setImmediate(() => res(false)), this.o.timeoutMs);
       t.ping().then(
         () => {
           clearTimeout(timer);
