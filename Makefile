@@ -82,9 +82,12 @@ bench-compare: build
 # Redis kill -9 with everysec and always); prints the table, exits 1 on any loss or duplicate the
 # guarantees forbid. ≤ 10 min. CHAOS_QUICK=1: the small subset make test runs too (≈ 1 min).
 # CHAOS_ARGS="--only kill,rolling --out .chaos-table.md"
+# Then the faults that need a network namespace (root, ip netns; test/ops/): 500 half-open clients
+# (a link gone without FIN or RST) and a partition between one gateway and Redis.
 CHAOS_ARGS ?=
 chaos: deps build
 	node dist/services/gateway/test/chaos/run.js $(CHAOS_ARGS)
+	HALF_OPEN_CLIENTS=500 $(NODE_TEST) dist/services/gateway/test/ops/half-open.test.js dist/services/gateway/test/ops/partition.test.js
 
 clean:
 	rm -rf dist
