@@ -20,6 +20,8 @@ export interface ClusterOptions {
   drainSeconds: number;
   /** Extra gateway environment. */
   env?: Record<string, string>;
+  /** Extra HAProxy environment (haproxy.cfg's settings, e.g. LB_MAXCONN). */
+  lbEnv?: Record<string, string>;
 }
 
 /**
@@ -119,7 +121,7 @@ export class ChaosCluster {
         started.gws.push(g);
       }
       for (let i = 0; i < opts.balancers; i++) {
-        const l = await HaProxy.start(started.gws);
+        const l = await HaProxy.start(started.gws, opts.lbEnv ? { env: opts.lbEnv } : {});
         watch(l.proc);
         started.lbs.push(l);
       }
