@@ -4,7 +4,7 @@
 // deliveries/s), and for the gateway kill 1,000 × 10 members (≥3,000 on the killed node) at
 // one message every 100 s each, over two HAProxy processes (one holds at most ~9,000 proxied
 // connections).
-import { freezeRedis, killGateway, killRedis, rollingRestart, type Load, type Scenario } from './scenarios.js';
+import { clusterFailover, freezeRedis, killGateway, killRedis, rollingRestart, type Load, type Scenario } from './scenarios.js';
 
 export interface Planned {
   key: string;
@@ -27,5 +27,7 @@ export function plan(quick: boolean): Planned[] {
     { key: 'freeze', scenario: freezeRedis(10), load: base },
     { key: 'redis-kill', scenario: killRedis('everysec'), load: base },
     { key: 'redis-kill-always', scenario: killRedis('always'), load: base },
+    { key: 'cluster-failover', scenario: clusterFailover(0), load: base },
+    { key: 'cluster-failover-wait', scenario: clusterFailover(1), load: base },
   ];
 }

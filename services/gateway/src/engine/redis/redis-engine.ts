@@ -75,7 +75,7 @@ function toEngineError(e: unknown): Error {
 
 /**
  * REDIS_WAIT_REPLICAS: the send's script and `WAIT <replicas> <ms>` in one pipeline, so one round
- * trip on one connection. On a cluster the pipeline goes to the node serving the script's keys
+ * trip on one connection (the backend's `waiting` client, which carries nothing else). On a cluster the pipeline goes to the node serving the script's keys
  * (WAIT has none), and WAIT counts the replicas that have every write this connection made so far,
  * this send's included. Fewer in time: unavailable. The message may be stored (and delivered); the
  * client's retry with the same id is answered from the dedupe window with the same seq, once its
@@ -188,6 +188,12 @@ export class RedisEngine implements Engine {
 
     // A failed first attempt is retried by the retry strategy like any reconnect.
     void cmd.connect().catch(() => undefined);
+    const waiting = backend.waiting;
+    if (waiting) {
+      waiting.on('error', (e: Error) => this.log.debug({ conn: 'wait', err: e.message }, 'redis connection error'));
+      waiting.on('node error', (e: Error) => this.log.debug({ conn: 'wait', err: e.message }, 'redis node error'));
+      void waiting.connect().catch(() => undefined);
+    }
     let timer: NodeJS.Timeout | undefined;
     const up = await Promise.race([
       new Promise<boolean>((res) => (this.isUp() ? res(true) : this.upWaiters.push(() => res(true)))),
@@ -231,6 +237,11 @@ export class RedisEngine implements Engine {
     this.health.stop();
     await this.presence.stop();
     await this.subscriptions?.stop();
+    const w = this.backend?.waiting;
+    if (w) {
+      if (w.status === 'ready') await w.quit().catch(() => w.disconnect());
+      else w.disconnect();
+    }
     const c = this.backend?.cmd;
     if (!c) return;
     if (c.status === 'ready') await c.quit().catch(() => c.disconnect());
@@ -456,7 +467,7 @@ export class RedisEngine implements Engine {
       dedupeTtlSeconds * 1000,
     ];
     const { redisWaitReplicas: replicas, redisWaitTimeoutMs: waitMs } = this.config;
-    const reply = await this.call((r) => (replicas > 0 ? publishAndWait(r, args, replicas, waitMs) : r.chatPublish(...args))
+    const reply = await this.call((r) => (replicas > 0 ? publishAndWait(this.backend?.waiting ?? r, args, replicas, waitMs) : r.chatPublish(...args))
     ).catch((e: unknown) => {
       if (e instanceof Error && e.message.startsWith('redis: NOGROUP')) throw new Error(`no group ${groupId}`);
       throw e;
