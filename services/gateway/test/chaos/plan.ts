@@ -29,5 +29,7 @@ export function plan(quick: boolean): Planned[] {
     { key: 'redis-kill-always', scenario: killRedis('always'), load: base },
     { key: 'cluster-failover', scenario: clusterFailover(0), load: base },
     { key: 'cluster-failover-wait', scenario: clusterFailover(1), load: base },
+    { key: 'cluster-lag', scenario: clusterFailover(0, 2), load: base },
+    { key: 'cluster-lag-wait', scenario: clusterFailover(1, 2), load: base },
   ];
 }
