@@ -11,9 +11,27 @@ import { EngineUnavailableError } from '../../src/engine/engine.js';
 import { groupKeys } from '../../src/engine/redis/keys.js';
 import { RedisEngine } from '../../src/engine/redis/redis-engine.js';
 import { RedisServer } from '../helpers/redis.js';
+import { RedisClusterServer } from '../helpers/redis-cluster-server.js';
 import { until } from '../helpers/wait.js';
 
-const WAIT_MS = 300;
+const WAIT_MS = 1000;
+
+/** A send retried (same dedupe key, as the client library does after `unavailable`) until acked, with a deadline. */
+async function acked(e: RedisEngine, g: string, m: ReturnType<typeof msg>): Promise<{ seq: number; duplicate?: boolean }> {
+  let out: { seq: number; duplicate?: boolean } | null = null;
+  await until(
+    async () => {
+      out = await e.publish(g, m).catch((err: unknown) => {
+        if (err instanceof EngineUnavailableError) return null;
+        throw err;
+      });
+      return out !== null;
+    },
+    15_000,
+    'the send to be acked',
+  );
+  return out as unknown as { seq: number; duplicate?: boolean };
+}
 let master: RedisServer;
 let replica: RedisServer;
 const engines: RedisEngine[] = [];
@@ -65,7 +83,7 @@ test('REDIS_WAIT_REPLICAS=1: acked once the replica has it; with the replica pau
   }
 
   // The refused send was stored (seq 2); its retry with the same key is acked once the replica has it, with that seq.
-  const retry = await waiting.publish(g, msg('two', 'k2'));
+  const retry = await acked(waiting, g, msg('two', 'k2'));
   assert.deepEqual([retry.seq, retry.duplicate], [2, true]);
   assert.equal(await replica.admin.xlen(groupKeys(g).history), 3);
   assert.equal((await waiting.publish(g, msg('four', 'k4'))).seq, 4);
@@ -77,4 +95,35 @@ test('REDIS_WAIT_REPLICAS and REDIS_WAIT_TIMEOUT_MS are bounded', () => {
   assert.throws(() => loadConfig({ ...env, REDIS_WAIT_TIMEOUT_MS: '5000' }), /REDIS_WAIT_TIMEOUT_MS/);
   const c = loadConfig(env);
   assert.deepEqual([c.redisWaitReplicas, c.redisWaitTimeoutMs], [0, 500]);
+});
+
+test('on a Redis Cluster, the WAIT goes to the master of the send\'s group: acked when only that master has a replica, refused while it is paused', async () => {
+  const rc = await RedisClusterServer.start(3);
+  const local: RedisEngine[] = [];
+  try {
+    const e = new RedisEngine(
+      loadConfig({ REDIS_CLUSTER_NODES: rc.seeds, CHAT_SECRET: 'wait-test-secret-0123456789abcdef', LOG_LEVEL: 'silent', NODE_ID: 'cw', REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: String(WAIT_MS) }),
+    );
+    local.push(e);
+    await e.start();
+    const g = (await e.createGroup(rec)).id;
+    // Only the group's master gets a replica: a WAIT sent to any other master would count 0.
+    const r = rc.servers[await rc.addReplica(await rc.masterOf(groupKeys(g).meta))] as RedisServer;
+    // (A first try may meet a MOVED while the new node's gossip settles: retried, as a client does.)
+    assert.equal((await acked(e, g, msg('one', 'c1'))).seq, 1);
+    // Every further send is acked on its first try (a WAIT on another master would count 0 replicas).
+    for (let i = 0; i < 5; i++) assert.equal((await e.publish(g, msg(`more${i}`, `m${i}`))).seq, 2 + i);
+    await r.admin.call('READONLY'); // a cluster replica answers reads on this connection instead of MOVED
+    assert.equal(await r.admin.xlen(groupKeys(g).history), 6, 'the replica has the acked messages');
+    process.kill(r.pid as number, 'SIGSTOP');
+    try {
+      await assert.rejects(e.publish(g, msg('two', 'c2')), (err: unknown) => err instanceof EngineUnavailableError && /NOREPLICAS/.test(err.message));
+    } finally {
+      process.kill(r.pid as number, 'SIGCONT');
+    }
+    assert.deepEqual(await acked(e, g, msg('two', 'c2')).then((p) => [p.seq, p.duplicate]), [7, true]);
+  } finally {
+    for (const e of local) await e.stop();
+    await rc.close();
+  }
 });

@@ -86,7 +86,12 @@ async function publishAndWait(r: ScriptedClient, args: Parameters<ScriptCommands
   const replies = await p.chatPublish(...args).call('WAIT', replicas, ms).exec();
   if (!replies) throw new EngineUnavailableError('redis pipeline aborted');
   const [[pubErr, seq] = [null, null], [waitErr, acked] = [null, null]] = replies;
-  if (pubErr) throw pubErr;
+  if (pubErr) {
+    // A MOVED inside a pipeline is not followed by ioredis when another command in it succeeded
+    // (the WAIT ran on the old node): reload the slot map now, the client's retry goes right.
+    if (/^(MOVED|ASK)\b/.test(pubErr.message) && 'refreshSlotsCache' in r) r.refreshSlotsCache();
+    throw pubErr;
+  }
   if (waitErr) throw waitErr;
   if (Number(acked) < replicas) throw new EngineUnavailableError(`NOREPLICAS ${Number(acked)} of ${replicas} replica(s) acknowledged the send within ${ms} ms`);
   return Number(seq);
