@@ -79,9 +79,10 @@ bench-compare: build
 
 # Fault injection under load (docs/RELIABILITY.md): Redis (AOF) + 3 gateways + HAProxy, clients that
 # resume by themselves, one scenario after another (rolling restart, kill -9 of a gateway, Redis frozen,
-# Redis kill -9 with everysec and always); prints the table, exits 1 on any loss or duplicate the
+# Redis kill -9 with everysec and always, a 20,000-connection flood, 100,000 fuzz frames through HAProxy);
+# prints the table, exits 1 on any loss or duplicate the
 # guarantees forbid. ≤ 10 min. CHAOS_QUICK=1: the small subset make test runs too (≈ 1 min).
-# CHAOS_ARGS="--only kill,rolling --out .chaos-table.md"
+# CHAOS_ARGS="--only kill,rolling --out .chaos-table.md" (keys: rolling kill freeze redis-kill redis-kill-always flood fuzz)
 # Then the faults that need a network namespace (root, ip netns; test/ops/): 500 half-open clients
 # (a link gone without FIN or RST) and a partition between one gateway and Redis.
 CHAOS_ARGS ?=

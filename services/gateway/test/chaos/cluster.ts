@@ -27,6 +27,8 @@ export interface ClusterOptions {
   redisCluster?: { masters: number; nodeTimeoutMs: number };
   /** Extra gateway environment. */
   env?: Record<string, string>;
+  /** Extra HAProxy environment (haproxy.cfg's settings, e.g. LB_MAXCONN). */
+  lbEnv?: Record<string, string>;
 }
 
 /**
@@ -140,7 +142,7 @@ export class ChaosCluster {
         started.gws.push(g);
       }
       for (let i = 0; i < opts.balancers; i++) {
-        const l = await HaProxy.start(started.gws);
+        const l = await HaProxy.start(started.gws, opts.lbEnv ? { env: opts.lbEnv } : {});
         watch(l.proc);
         started.lbs.push(l);
       }

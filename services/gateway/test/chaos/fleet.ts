@@ -74,6 +74,7 @@ export interface FleetStats {
   gaps: number;
   dupDropped: number;
   resends: number;
+  foreign: number;
   ackLatency: number[];
 }
 
@@ -151,6 +152,7 @@ export class Fleet {
       gaps: 0,
       dupDropped: 0,
       resends: 0,
+      foreign: 0,
       ackLatency: newHistogram(),
     };
     for (const { stats: w } of r as Array<{ stats: WorkerStats }>) {
@@ -169,6 +171,7 @@ export class Fleet {
       s.gaps += w.gaps;
       s.dupDropped += w.dupDropped;
       s.resends += w.resends;
+      s.foreign += w.foreign;
       s.ackLatency = addHistograms(s.ackLatency, w.ackLatency);
     }
     return s;

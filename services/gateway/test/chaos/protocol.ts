@@ -46,6 +46,8 @@ export interface WorkerStats {
   dupDropped: number;
   /** Send frames the library wrote again (after a resume or a refusal). */
   resends: number;
+  /** Messages received whose text is not a fleet member's `<name>#<id>` or holds a control byte (fuzz or flood input leaking to members). */
+  foreign: number;
   /** Send → ack latency since the last `latency` mark: counts per bucket (latency.ts). */
   ackLatency: number[];
 }

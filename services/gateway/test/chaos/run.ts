@@ -35,7 +35,7 @@ export async function runAll(list: Planned[], log: (l: string) => void): Promise
         load: p.load,
         fault: p.scenario.fault,
         result: { sent: 0, acked: 0, stored: 0, delivered: 0, owed: 0, missing: 0, ackedLost: 0, dupStored: 0, dupDelivered: 0, outOfOrder: 0, mismatched: 0, phantom: 0, unacked: 0, samples: [] },
-        stats: { members: 0, connected: 0, pending: 0, closes: {}, errors: {}, connectFailures: {}, resumes: 0, maxRecoveryMs: 0, lastBackAt: 0, down: 0, sent: 0, acked: 0, gaps: 0, dupDropped: 0, resends: 0, ackLatency: [] },
+        stats: { members: 0, connected: 0, pending: 0, closes: {}, errors: {}, connectFailures: {}, resumes: 0, maxRecoveryMs: 0, lastBackAt: 0, down: 0, sent: 0, acked: 0, gaps: 0, dupDropped: 0, resends: 0, foreign: 0, ackLatency: [] },
         maxRecoveryMs: 0,
         steadyAck: { p50: NaN, p99: NaN },
         redisCpuSeconds: 0,

@@ -6,7 +6,11 @@ import { duplicated, lost, type CheckResult } from './check.js';
 import { ChaosCluster, type ClusterOptions } from './cluster.js';
 import { Fleet, type FleetStats } from './fleet.js';
 import { quantile } from './latency.js';
-import { WsClient } from '../helpers/clients.js';
+import { Child } from './child.js';
+import type { FloodTarget, FromFlood, ToFlood } from './flood.js';
+import type { FromFuzzer, ToFuzzer } from './fuzzer.js';
+import { LineClient, WsClient } from '../helpers/clients.js';
+import { CONTROL } from '../helpers/fuzz-gen.js';
 import { until } from '../helpers/wait.js';
 import type { RedisServer } from '../helpers/redis.js';
 import { groupKeys } from '../../src/engine/redis/keys.js';
@@ -149,6 +153,7 @@ export async function runScenario(s: Scenario, load: Load, log: (line: string) =
       ctx.notes.push(
         `not acked, yet seen: ${result.mismatched} delivered seq(s) later reused by another message (a refused send stored and delivered live, then lost with the master), ${result.missing} owed deliveries missing, ${stats.gaps} gap(s), ${behind} member(s) behind at the end`,
       );
+    if (stats.foreign > 0) violations.push(`${stats.foreign} message(s) reached members with a text no member sent (or a control byte)`);
     void back;
     const row: Row = {
       scenario: s.name,
@@ -414,3 +419,214 @@ export function clusterFailover(waitReplicas: number, lagSeconds = 0): Scenario 
 }
 
 export const mb = (b: number): string => (b / 1024 / 1024).toFixed(0);
+
+/** Connect → first menu line for a fresh client, through a balancer's WebSocket (chat.text) and TCP frontends; ms. */
+async function freshMenuMs(url: string, tcpPort: number, ms: number): Promise<{ ws: number; tcp: number }> {
+  let t = performance.now();
+  const ws = await WsClient.connect(url, 'chat.text');
+  try {
+    const first = await ws.next(ms);
+    if (!first.startsWith('Hello client')) throw new Error(`fresh WebSocket client got ${JSON.stringify(first.slice(0, 60))} first`);
+  } finally {
+    ws.close();
+  }
+  const wsMs = performance.now() - t;
+  t = performance.now();
+  const tcp = await LineClient.connect(tcpPort);
+  try {
+    const first = await tcp.next(ms);
+    if (!first.startsWith('Hello client')) throw new Error(`fresh TCP client got ${JSON.stringify(first.slice(0, 60))} first`);
+  } finally {
+    tcp.close();
+  }
+  return { ws: wsMs, tcp: performance.now() - t };
+}
+
+/** The connection flood's stated bounds (docs/RELIABILITY.md). */
+export const FLOOD_BOUNDS = {
+  /** A fresh client's menu (connect → first line), through HAProxy, during the flood. */
+  menuMs: 2000,
+  /** Members' send → ack p99 during the flood. */
+  ackP99Ms: 1000,
+  /** Each gateway's RSS while it holds its share of the flood (~6,700 idle connections + its members). */
+  rssMb: 250,
+};
+
+/**
+ * A connection flood: `total` extra connections that open, get the menu and sit there (2 in 3
+ * WebSocket chat.text, 1 in 3 line-protocol TCP; every 200th answers the menu with garbage),
+ * spread over every balancer (three HAProxy processes with LB_MAXCONN 9900: ~7,000 proxied
+ * connections each, within 20,000 fds) and so over the three gateways, from `processes`
+ * flood processes (raw sockets, a few thousand each). While it holds: the members' ack
+ * latency, a fresh client's menu time and each gateway's RSS, against FLOOD_BOUNDS. The
+ * flood processes are stopped (by PID) before the check, and the gateways must see their
+ * connections go.
+ */
+export function connectionFlood(total: number, processes: number): Scenario {
+  return {
+    name: 'connection flood',
+    fault: `${total.toLocaleString('en')} idle connections at the menu (2/3 WS, 1/3 TCP) through HAProxy, held, then closed`,
+    cluster: { lbEnv: { LB_MAXCONN: '9900' } },
+    async run(ctx) {
+      const { cluster, fleet, load } = ctx;
+      const members = load.groups * load.members;
+      const perSec = members * load.rate;
+      const targets: FloodTarget[] = cluster.lbs.flatMap((l) => [
+        { port: l.ws, kind: 'ws' as const },
+        { port: l.tcp, kind: 'tcp' as const },
+        { port: l.ws, kind: 'ws' as const },
+      ]);
+      // HAProxy logs each state change on stdout and stderr: distinct lines are distinct events.
+      const downs = (): number => new Set(balancerEvents(cluster).filter((l) => l.includes(' is DOWN'))).size;
+      const downsBefore = downs();
+      let downsOpen = 0;
+      const floods = Array.from({ length: processes }, () => new Child<ToFlood, FromFlood>('flood.js'));
+      try {
+        const t = Date.now();
+        const per = Math.ceil(total / processes);
+        const opened = await Promise.all(
+          floods.map((f, i) =>
+            f.ask(
+              { t: 'open', targets: [...targets.slice(i % targets.length), ...targets.slice(0, i % targets.length)], count: Math.min(per, total - i * per), garbageEvery: 200, concurrency: 48, menuMs: 30_000 },
+              'opened',
+              240_000,
+            ),
+          ),
+        );
+        const open = opened.reduce((n, o) => n + o.open, 0);
+        const failed = opened.reduce((n, o) => n + o.failed, 0);
+        const garbage = opened.reduce((n, o) => n + o.garbage, 0);
+        ctx.notes.push(
+          `${open} of ${total} flood connections at the menu ${((Date.now() - t) / 1000).toFixed(1)} s after the start (${failed} failed; slowest menu ${Math.max(...opened.map((o) => o.maxMenuMs))} ms; ${garbage} answered it with garbage)`,
+        );
+        if (open < total) ctx.violations.push(`only ${open} of ${total} flood connections got the menu (${failed} failed)`);
+        downsOpen = downs() - downsBefore;
+        const held = await Promise.all(cluster.gws.map((_, i) => cluster.connections(i)));
+        ctx.notes.push(`connections per gateway during the flood: ${held.join(' / ')}`);
+        // While it holds: the members' acks over a window, a fresh client's menu, RSS.
+        fleet.markLatency();
+        await acksGrow(fleet, Math.ceil(perSec * 5), 60_000, 'window during the flood');
+        const during = await fleet.stats();
+        const p50 = quantile(during.ackLatency, 0.5);
+        const p99 = quantile(during.ackLatency, 0.99);
+        ctx.notes.push(`ack during the flood p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (bound p99 ≤ ${FLOOD_BOUNDS.ackP99Ms} ms)`);
+        if (!(p99 <= FLOOD_BOUNDS.ackP99Ms)) ctx.violations.push(`ack p99 ${p99.toFixed(0)} ms during the flood (bound ${FLOOD_BOUNDS.ackP99Ms} ms)`);
+        let menu = 0;
+        for (const [i, l] of cluster.lbs.entries()) {
+          const m = await freshMenuMs(cluster.urls[i] as string, l.tcp, FLOOD_BOUNDS.menuMs * 5);
+          menu = Math.max(menu, m.ws, m.tcp);
+        }
+        ctx.notes.push(`fresh client's menu during the flood (WS and TCP through each HAProxy): slowest ${menu.toFixed(0)} ms (bound ${FLOOD_BOUNDS.menuMs} ms)`);
+        if (menu > FLOOD_BOUNDS.menuMs) ctx.violations.push(`a fresh client waited ${menu.toFixed(0)} ms for the menu during the flood`);
+        cluster.sample();
+        const rss = cluster.rss.map((r) => r.now);
+        ctx.notes.push(`RSS per gateway during the flood (MB): ${rss.map(mb).join(' / ')} (bound ${FLOOD_BOUNDS.rssMb} MB)`);
+        rss.forEach((b, i) => {
+          if (b > FLOOD_BOUNDS.rssMb * 1024 * 1024) ctx.violations.push(`gw${i + 1} RSS ${mb(b)} MB during the flood (bound ${FLOOD_BOUNDS.rssMb} MB)`);
+        });
+        const still = await Promise.all(floods.map((f) => f.ask({ t: 'stats' }, 'stats', 30_000)));
+        const closed = still.reduce((n, o) => n + o.closedAfterMenu, 0);
+        if (closed > 0) ctx.violations.push(`${closed} flood connections closed by the server while they sat at the menu`);
+      } finally {
+        await Promise.all(floods.map((f) => f.stop()));
+      }
+      // The flood is gone from the gateways too (HAProxy closes each server side after its client side).
+      const t = Date.now();
+      await until(async () => (await Promise.all(cluster.gws.map((_, i) => cluster.connections(i)))).reduce((a, b) => a + b, 0) <= members, 60_000, 'the flood connections to close on the gateways');
+      ctx.recoveryMs = Date.now() - t;
+      ctx.notes.push(`flood gone from the gateways ${((Date.now() - t) / 1000).toFixed(1)} s after its processes ended`);
+      // HAProxy marking a gateway DOWN (its check unanswered in 3 s: the gateway busy with the flood) costs new clients a 503 meanwhile; reported.
+      await cluster.waitBalancers(cluster.gws.map((_, i) => `gw${i + 1}`), 'UP', 30_000);
+      ctx.notes.push(`gateways marked DOWN by a HAProxy check timeout (ws backends, all balancers): ${downsOpen} while the flood opened and held, ${downs() - downsBefore - downsOpen} while it closed; every gateway UP in every balancer again`);
+    },
+  };
+}
+
+/**
+ * Fuzz through HAProxy: `frames` seeded frames (helpers/fuzz-gen.ts, as ops/fuzz.test.ts) over
+ * WS text, WS JSON and TCP, from `processes` fuzz processes, each through one balancer's
+ * WebSocket and TCP frontends, paced over about `seconds`, while the fleet chats. The fuzz
+ * aims at a group of its own (password `pw`), watched by a WS JSON owner, a WS text peer and a
+ * TCP peer, all through HAProxy. After it: every gateway still running and ready, no
+ * error-level or unhandled-error log line, no control byte at the watchers, the group still
+ * works end to end; the fleet's own check (and its scan for foreign texts) follows.
+ */
+export function fuzzThroughBalancer(frames: number, processes: number, seconds: number): Scenario {
+  return {
+    name: 'fuzz through HAProxy',
+    fault: `${frames.toLocaleString('en')} seeded fuzz frames over WS text, WS JSON and TCP through HAProxy in ~${seconds} s`,
+    // As in ops/fuzz.test.ts: no per-connection rate limit (the frames reach the parsers), small frames.
+    cluster: { env: { RATE_LIMIT_PER_SEC: '0', MAX_FRAME_BYTES: '4096' } },
+    async run(ctx) {
+      const { cluster } = ctx;
+      const lb = cluster.lbs[0];
+      const url = cluster.urls[0];
+      if (!lb || !url) throw new Error('no balancer');
+      const logFrom = cluster.gws.map((g) => g.output.length);
+      const owner = await WsClient.connect(url, 'chat.json');
+      const jsonFrames: string[] = [];
+      const textFrames: string[] = [];
+      let tcpPeer: LineClient | null = null;
+      let wsPeer: WsClient | null = null;
+      const fuzzers = Array.from({ length: processes }, () => new Child<ToFuzzer, FromFuzzer>('fuzzer.js'));
+      try {
+        owner.sendJson({ op: 'create', name: 'Owner', password: 'pw' });
+        const { groupId } = await owner.nextOfType<{ groupId: string }>('created');
+        await owner.nextOfType('joined');
+        owner.ws.on('message', (d) => jsonFrames.push(d.toString()));
+        tcpPeer = await LineClient.connect(lb.tcp);
+        await tcpPeer.nextLines(4);
+        for (const say of ['1', 'TcpPeer', groupId, 'pw']) tcpPeer.send(say);
+        await tcpPeer.until(`Hi TcpPeer! welcome to group ${groupId}!`, 10_000);
+        wsPeer = await WsClient.connect(url);
+        wsPeer.ws.on('message', (d) => textFrames.push(d.toString()));
+        for (const say of ['1', 'WsPeer', groupId, 'pw']) wsPeer.send(say);
+
+        const perTransport = Math.ceil(frames / (3 * processes));
+        const t = Date.now();
+        const seed = Number(process.env['FUZZ_SEED'] ?? 20261130);
+        const done = await Promise.all(
+          fuzzers.map((f, i) => {
+            const l = cluster.lbs[i % cluster.lbs.length] ?? lb;
+            return f.ask(
+              { t: 'fuzz', wsUrl: `ws://127.0.0.1:${l.ws}/`, tcpPort: l.tcp, groupId, seed: seed + 10 * i, framesPerTransport: perTransport, perSecond: perTransport / seconds },
+              'fuzzed',
+              (seconds + 120) * 1000,
+            );
+          }),
+        );
+        const sent = done.reduce((n, d) => n + d.frames.reduce((a, b) => a + b, 0), 0);
+        ctx.notes.push(`${sent} fuzz frames (seed ${seed}, ${processes} processes × WS text / WS JSON / TCP) in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+        if (sent < frames) ctx.violations.push(`only ${sent} of ${frames} fuzz frames sent`);
+
+        cluster.gws.forEach((g, i) => {
+          if (g.proc.exitCode !== null || g.proc.signalCode !== null) ctx.violations.push(`gw${i + 1} exited (${g.proc.exitCode ?? g.proc.signalCode}) under the fuzz`);
+        });
+        const ready = await Promise.all(cluster.gws.map((_, i) => cluster.readyz(i)));
+        if (!ready.every((s) => s === 200)) ctx.violations.push(`/readyz after the fuzz: ${ready.join(' / ')}`);
+        await cluster.waitBalancers(cluster.gws.map((_, i) => `gw${i + 1}`), 'UP', 15_000);
+        // The fuzz group still works end to end: the owner's sentinel reaches both peers.
+        owner.sendJson({ op: 'send', text: 'sentinel' });
+        await tcpPeer.until('Owner: sentinel', 20_000);
+        await until(() => textFrames.includes('Owner: sentinel'), 20_000, 'the sentinel at the WS text peer');
+        const leaks = [
+          ...tcpPeer.all.filter((l) => CONTROL.test(l)),
+          ...textFrames.filter((f) => !f.startsWith('Hello client') && CONTROL.test(f)),
+          ...jsonFrames.filter((f) => {
+            const ev = JSON.parse(f) as Record<string, unknown>;
+            return ['text', 'from', 'name'].some((k) => typeof ev[k] === 'string' && CONTROL.test(ev[k] as string));
+          }),
+        ];
+        if (leaks.length > 0) ctx.violations.push(`${leaks.length} control byte(s) reached the fuzz group's peers, e.g. ${JSON.stringify(leaks[0]).slice(0, 120)}`);
+        const errors = cluster.gws.flatMap((g, i) => g.output.slice(logFrom[i]).filter((l) => /"level":(50|60)/.test(l) || /unhandled|Uncaught|TypeError|RangeError/.test(l)));
+        if (errors.length > 0) ctx.violations.push(`${errors.length} error-level log line(s), e.g. ${(errors[0] ?? '').slice(0, 200)}`);
+        ctx.notes.push(`fuzz group's peers got ${tcpPeer.all.length} TCP lines, ${textFrames.length} WS text and ${jsonFrames.length} WS JSON frames, no control byte; all 3 gateways running and ready; no error-level log line`);
+      } finally {
+        await Promise.all(fuzzers.map((f) => f.stop()));
+        owner.close();
+        tcpPeer?.close();
+        wsPeer?.close();
+      }
+    },
+  };
+}

@@ -32,6 +32,7 @@ function errorsText(r: Row): string {
   if (failed) parts.push(`failed reconnects ${failed}`);
   if (r.stats.gaps > 0) parts.push(`gaps ${r.stats.gaps}`);
   if (r.stats.dupDropped > 0) parts.push(`${r.stats.dupDropped} replayed twice (dropped by the client)`);
+  if (r.stats.foreign > 0) parts.push(`${r.stats.foreign} foreign texts received`);
   if (r.stats.resends > 0) parts.push(`${r.stats.resends} resends`);
   return parts.join('; ') || 'none';
 }

@@ -45,8 +45,11 @@ const stats: WorkerStats = {
   gaps: 0,
   dupDropped: 0,
   resends: 0,
+  foreign: 0,
   ackLatency: newHistogram(),
 };
+/** The only texts members send (check.ts messageText); anything else reaching them leaked in. */
+const MEMBER_TEXT = /^m\d+#\d+$/;
 let ticker: NodeJS.Timeout | null = null;
 /** Sends a member leaves unacked at most before it skips its next ones. */
 const MAX_UNACKED = 5;
@@ -97,6 +100,7 @@ function track(groupKey: string, name: string): Tracked {
         }
       },
       message(seq, _from, text) {
+        if (!MEMBER_TEXT.test(text)) stats.foreign++;
         t.rec.received.push([seq, text]);
         hold(t, seq);
       },
