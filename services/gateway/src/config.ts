@@ -23,6 +23,12 @@ export interface Config {
    */
   dedupeWindow: number;
   dedupeTtlSeconds: number;
+  /**
+   * Redis engine: after a send's script, `WAIT <redisWaitReplicas> <redisWaitTimeoutMs>` on the same
+   * connection before the ack (0 = off); fewer replicas in time answers `unavailable` (docs/RELIABILITY.md).
+   */
+  redisWaitReplicas: number;
+  redisWaitTimeoutMs: number;
   /** Messages replayed on a join (and a resume without `since`). */
   historyReplay: number;
   /** Largest page of the `history` op, `/history` and the API's history route. */
@@ -169,6 +175,9 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: env['DATA_DIR']?.trim() || './data',
     dedupeWindow: int(env, 'DEDUPE_WINDOW', 1000, 0, 100_000),
     dedupeTtlSeconds: int(env, 'DEDUPE_TTL_SECONDS', 600, 1, 86_400),
+    redisWaitReplicas: int(env, 'REDIS_WAIT_REPLICAS', 0, 0, 16),
+    // Below the engine's 3 s command timeout (connection.ts), so a late WAIT answers before the command is given up.
+    redisWaitTimeoutMs: int(env, 'REDIS_WAIT_TIMEOUT_MS', 500, 1, 2_000),
     historyLimit: int(env, 'HISTORY_LIMIT', 1000, 1, 100_000),
     historyReplay: int(env, 'HISTORY_REPLAY', 100, 0, 100_000),
     historyPageMax: int(env, 'HISTORY_PAGE_MAX', 200, 1, 10_000),

@@ -9,6 +9,7 @@ import { TEST_CHAT_SECRET } from '../helpers/engines.js';
 import { startGateway, type Gateway } from '../helpers/gateway.js';
 import { HaProxy } from '../helpers/haproxy.js';
 import { RedisServer } from '../helpers/redis.js';
+import { RedisClusterServer } from '../helpers/redis-cluster-server.js';
 import { within } from '../helpers/wait.js';
 
 export interface ClusterOptions {
@@ -18,6 +19,12 @@ export interface ClusterOptions {
   /** appendfsync: everysec (the default here) or always. */
   fsync: 'everysec' | 'always';
   drainSeconds: number;
+  /**
+   * A Redis Cluster instead of one redis-server (scenario 8): this many masters, each with one
+   * replica, a short cluster-node-timeout so a lost master's replica takes over in seconds, and
+   * the gateways on REDIS_CLUSTER_NODES. No AOF there: the replica is what keeps a message.
+   */
+  redisCluster?: { masters: number; nodeTimeoutMs: number };
   /** Extra gateway environment. */
   env?: Record<string, string>;
   /** Extra HAProxy environment (haproxy.cfg's settings, e.g. LB_MAXCONN). */
@@ -102,6 +109,8 @@ export class ChaosCluster {
     readonly gws: Gateway[],
     readonly lbs: HaProxy[],
     readonly opts: ClusterOptions,
+    /** Scenario 8's Redis Cluster (then `redis` is its first node); null on one redis-server. */
+    readonly rc: RedisClusterServer | null = null,
   ) {
     this.rss = gws.map(() => ({ peak: 0, now: 0 }));
     this.sampler = setInterval(() => this.sample(), 250);
@@ -110,13 +119,25 @@ export class ChaosCluster {
 
   /** Start everything; on any failure, stop what was started and rethrow. */
   static async start(opts: ClusterOptions): Promise<ChaosCluster> {
-    const started: { redis: RedisServer | null; gws: Gateway[]; lbs: HaProxy[] } = { redis: null, gws: [], lbs: [] };
+    const started: { redis: RedisServer | null; rc: RedisClusterServer | null; gws: Gateway[]; lbs: HaProxy[] } = { redis: null, rc: null, gws: [], lbs: [] };
     try {
-      const redis = await RedisServer.start({ port: await stablePort(), args: ['--appendonly', 'yes', '--appendfsync', opts.fsync] });
-      started.redis = redis;
+      let redis: RedisServer;
+      let store: Record<string, string>;
+      if (opts.redisCluster) {
+        const { masters, nodeTimeoutMs } = opts.redisCluster;
+        const rc = await RedisClusterServer.start(masters, ['--cluster-node-timeout', String(nodeTimeoutMs)]);
+        started.rc = rc;
+        for (let m = 0; m < masters; m++) await rc.addReplica(m);
+        redis = rc.servers[0] as RedisServer;
+        store = { REDIS_CLUSTER_NODES: rc.seeds };
+      } else {
+        redis = await RedisServer.start({ port: await stablePort(), args: ['--appendonly', 'yes', '--appendfsync', opts.fsync] });
+        started.redis = redis;
+        store = { REDIS_URL: redis.url };
+      }
       for (let i = 0; i < opts.gateways; i++) {
         const ports = { PORT: String(await stablePort()), TCP_PORT: String(await stablePort()), METRICS_PORT: String(await stablePort()) };
-        const g = await startGateway({ env: { ...gatewayEnv(opts, redis, i), ...ports } });
+        const g = await startGateway({ env: { ...gatewayEnv(opts, store, i), ...ports } });
         watch(g.proc);
         started.gws.push(g);
       }
@@ -125,9 +146,9 @@ export class ChaosCluster {
         watch(l.proc);
         started.lbs.push(l);
       }
-      return new ChaosCluster(redis, started.gws, started.lbs, opts);
+      return new ChaosCluster(redis, started.gws, started.lbs, opts, started.rc);
     } catch (e) {
-      await stopAll(started.redis, started.gws, started.lbs);
+      await stopAll(started.redis, started.gws, started.lbs, started.rc);
       throw e;
     }
   }
@@ -231,16 +252,21 @@ export class ChaosCluster {
     if (this.sampler) clearInterval(this.sampler);
     this.sampler = null;
     this.thawRedis(); // a stopped redis-server would not act on SIGTERM
-    await stopAll(this.redis, this.gws, this.lbs);
+    await stopAll(this.rc ? null : this.redis, this.gws, this.lbs, this.rc);
+  }
+
+  /** Where the checker reads the store: a redis:// URL, or `cluster:` and the seeds (worker.ts). */
+  get storeTarget(): string {
+    return this.rc ? `cluster:${this.rc.seeds}` : this.redis.url;
   }
 }
 
-function gatewayEnv(opts: ClusterOptions, redis: RedisServer, i: number): Record<string, string> {
-  return { ...CHAOS_GATEWAY_ENV, REDIS_URL: redis.url, NODE_ID: `gw${i + 1}`, DRAIN_SECONDS: String(opts.drainSeconds), ...opts.env };
+function gatewayEnv(opts: ClusterOptions, store: Record<string, string>, i: number): Record<string, string> {
+  return { ...CHAOS_GATEWAY_ENV, ...store, NODE_ID: `gw${i + 1}`, DRAIN_SECONDS: String(opts.drainSeconds), ...opts.env };
 }
 
 /** Stop each process by its PID, each on its own (one failing stop does not leave the others running). */
-async function stopAll(redis: RedisServer | null, gws: Gateway[], lbs: HaProxy[]): Promise<void> {
+async function stopAll(redis: RedisServer | null, gws: Gateway[], lbs: HaProxy[], rc: RedisClusterServer | null = null): Promise<void> {
   const errors: unknown[] = [];
   const attempt = async (f: () => Promise<unknown>): Promise<void> => {
     try {
@@ -253,5 +279,6 @@ async function stopAll(redis: RedisServer | null, gws: Gateway[], lbs: HaProxy[]
   // SIGKILL: the runs's data is checked already; a drain would only cost time.
   await Promise.all(gws.map((g) => attempt(() => g.stop('SIGKILL', 10_000))));
   if (redis) await attempt(() => within(redis.close(), 20_000, 'redis-server to stop'));
+  if (rc) await attempt(() => within(rc.close(), 30_000, 'the Redis Cluster nodes to stop'));
   if (errors.length > 0) throw errors[0];
 }

@@ -85,7 +85,14 @@ const merge = (a: Record<string, number>, b: Record<string, number>): Record<str
 };
 
 export class Fleet {
+  /** The groups' IDs, as the workers reported them when set up. */
+  private ids: string[] = [];
+
   private constructor(private readonly workers: Worker[]) {}
+
+  groupIds(): string[] {
+    return [...this.ids];
+  }
 
   /** `groups` groups of `members` each, spread over `processes` workers (whole groups per worker). */
   static async start(urls: string[], groups: number, members: number, processes: number): Promise<Fleet> {
@@ -95,9 +102,10 @@ export class Fleet {
       const plans: GroupPlan[][] = workers.map(() => []);
       for (let g = 0; g < groups; g++) plans[g % processes]?.push({ key: `g${g}`, members });
       const ms = 60_000 + groups * members * 20;
-      await Promise.all(
+      const ready = await Promise.all(
         workers.map((w, i) => w.ask({ t: 'setup', urls, password: 'chaos-pw', groups: plans[i] as GroupPlan[], concurrency: 50 }, 'ready', ms)),
       );
+      fleet.ids = ready.flatMap((r) => r.groups.map((g) => g.groupId));
       return fleet;
     } catch (e) {
       await fleet.stop();

@@ -4,7 +4,7 @@
 // deliveries/s), and for the gateway kill 1,000 × 10 members (≥3,000 on the killed node) at
 // one message every 100 s each, over two HAProxy processes (one holds at most ~9,000 proxied
 // connections).
-import { connectionFlood, freezeRedis, fuzzThroughBalancer, killGateway, killRedis, rollingRestart, type Load, type Scenario } from './scenarios.js';
+import { clusterFailover, connectionFlood, freezeRedis, fuzzThroughBalancer, killGateway, killRedis, rollingRestart, type Load, type Scenario } from './scenarios.js';
 
 export interface Planned {
   key: string;
@@ -31,5 +31,9 @@ export function plan(quick: boolean): Planned[] {
     { key: 'flood', scenario: connectionFlood(20_000, 4), load: { ...base, balancers: 3 } },
     // 100,002 fuzz frames through HAProxy in ~60 s, from 2 fuzz processes (3 senders each).
     { key: 'fuzz', scenario: fuzzThroughBalancer(100_000, 2, 60), load: base },
+    { key: 'cluster-failover', scenario: clusterFailover(0), load: base },
+    { key: 'cluster-failover-wait', scenario: clusterFailover(1), load: base },
+    { key: 'cluster-lag', scenario: clusterFailover(0, 2), load: base },
+    { key: 'cluster-lag-wait', scenario: clusterFailover(1, 2), load: base },
   ];
 }

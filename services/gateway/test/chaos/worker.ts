@@ -2,7 +2,7 @@
 // member.ts), sends at a steady rate, records everything check.ts needs, and checks its
 // own groups against the store at the end. Several run side by side: one process holds at
 // most a few thousand sockets (the fd limit is 20,000 per process here).
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { groupKeys } from '../../src/engine/redis/keys.js';
 import { addResults, checkGroup, emptyResult, messageText, type HistoryEntry, type MemberRecord } from './check.js';
 import { createMember, type ChatMember, type MemberEvents } from './member.js';
@@ -217,7 +217,7 @@ function behind(): number {
   return n;
 }
 
-async function readHistory(redis: Redis, groupId: string): Promise<HistoryEntry[]> {
+async function readHistory(redis: Redis | Cluster, groupId: string): Promise<HistoryEntry[]> {
   const out: HistoryEntry[] = [];
   let from = '-';
   for (;;) {
@@ -237,8 +237,17 @@ async function readHistory(redis: Redis, groupId: string): Promise<HistoryEntry[
   }
 }
 
+/** `redis://…` (one server) or `cluster:host:port,…` (a Redis Cluster's seeds, scenario 8). */
 async function check(redisUrl: string): Promise<void> {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 2 });
+  const redis = redisUrl.startsWith('cluster:')
+    ? new Cluster(
+        redisUrl
+          .slice('cluster:'.length)
+          .split(',')
+          .map((s) => ({ host: s.slice(0, s.lastIndexOf(':')), port: Number(s.slice(s.lastIndexOf(':') + 1)) })),
+        { redisOptions: { maxRetriesPerRequest: 2 } },
+      )
+    : new Redis(redisUrl, { maxRetriesPerRequest: 2 });
   try {
     let result = emptyResult();
     for (const ms of groups.values()) {

@@ -13,6 +13,8 @@ export interface ClusterNodeInfo {
   id: string;
   port: number;
   master: boolean;
+  /** A replica's master's ID (null for a master). */
+  masterId: string | null;
   /** Slot ranges served, inclusive. */
   ranges: Array<[number, number]>;
 }
@@ -39,18 +41,22 @@ function run(cmd: string, args: string[], what: string, ms = 20_000): Promise<st
 export class RedisClusterServer {
   private readonly clusterClients: Cluster[] = [];
 
-  private constructor(readonly servers: RedisServer[]) {}
+  private constructor(
+    readonly servers: RedisServer[],
+    private readonly extraArgs: string[] = [],
+  ) {}
 
-  static async start(masters = 3): Promise<RedisClusterServer> {
+  /** `extraArgs`: more redis-server arguments for every node (this one's replicas too), e.g. a short cluster-node-timeout. */
+  static async start(masters = 3, extraArgs: string[] = []): Promise<RedisClusterServer> {
     const dir = tempDir('chat-rcluster-');
     const servers: RedisServer[] = [];
     try {
       for (let i = 0; i < masters; i++) {
         servers.push(
-          await RedisServer.start({ args: [...CLUSTER_ARGS, '--cluster-config-file', `${dir}/nodes-${i}.conf`] }),
+          await RedisServer.start({ args: [...CLUSTER_ARGS, '--cluster-config-file', `${dir}/nodes-${i}.conf`, ...extraArgs] }),
         );
       }
-      const cluster = new RedisClusterServer(servers);
+      const cluster = new RedisClusterServer(servers, extraArgs);
       await run('redis-cli', ['--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`), '--cluster-replicas', '0', '--cluster-yes'], 'redis-cli --cluster create');
       await cluster.untilOk();
       return cluster;
@@ -84,14 +90,14 @@ export class RedisClusterServer {
       .trim()
       .split('\n')
       .map((line) => {
-        const [id, addr, flags, , , , , , ...slots] = line.trim().split(' ');
+        const [id, addr, flags, masterId, , , , , ...slots] = line.trim().split(' ');
         const ranges = slots
           .filter((s) => /^\d+(-\d+)?$/.test(s))
           .map((s): [number, number] => {
             const [a, b] = s.split('-').map(Number) as [number, number | undefined];
             return [a, b ?? a];
           });
-        return { id: id as string, port: Number(/:(\d+)@/.exec(addr ?? '')?.[1]), master: (flags ?? '').includes('master'), ranges };
+        return { id: id as string, port: Number(/:(\d+)@/.exec(addr ?? '')?.[1]), master: (flags ?? '').includes('master'), masterId: masterId && masterId !== '-' ? masterId : null, ranges };
       });
   }
 
@@ -133,7 +139,7 @@ export class RedisClusterServer {
     const master = this.servers[of] as RedisServer;
     const masterId = (await master.admin.cluster('MYID')) as string;
     const i = this.servers.length;
-    const replica = await RedisServer.start({ args: [...CLUSTER_ARGS, '--cluster-config-file', `${tempDir('chat-rcluster-')}/nodes-${i}.conf`] });
+    const replica = await RedisServer.start({ args: [...CLUSTER_ARGS, '--cluster-config-file', `${tempDir('chat-rcluster-')}/nodes-${i}.conf`, ...this.extraArgs] });
     this.servers.push(replica);
     await replica.admin.cluster('MEET', '127.0.0.1', master.port);
     await until(async () => ((await replica.admin.cluster('NODES')) as string).includes(masterId), 10_000, 'the new node to learn the master');

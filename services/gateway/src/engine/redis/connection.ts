@@ -40,11 +40,18 @@ export interface Backend {
   readonly cmd: ScriptedClient;
   readonly topology: Topology;
   readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
+  /**
+   * With REDIS_WAIT_REPLICAS: a second command client that carries only the sends (script + WAIT).
+   * WAIT blocks its connection until the replicas answer or the timeout, so it gets connections of
+   * its own: the health check's PING, presence, history and the rest stay on `cmd` and are not held
+   * behind a WAIT when a shard has lost its replica. Null when the setting is off.
+   */
+  readonly waiting: ScriptedClient | null;
   /** The command side's server connections, for the health check's PING. */
   commandConnections(): Redis[];
 }
 
-function redisOptions(config: Config, role: 'cmd' | 'sub'): RedisOptions {
+function redisOptions(config: Config, role: 'cmd' | 'sub' | 'wait'): RedisOptions {
   return {
     lazyConnect: true,
     connectionName: `chat:${config.nodeId}:${role}`.replace(/\s/g, '_'),
@@ -80,6 +87,7 @@ function singleBackend(url: string, config: Config): Backend {
   const cmd = defineScripts(new Redis(url, redisOptions(config, 'cmd')));
   return {
     cmd,
+    waiting: config.redisWaitReplicas > 0 ? defineScripts(new Redis(url, redisOptions(config, 'wait'))) : null,
     publishCommand: 'PUBLISH',
     commandConnections: () => [cmd],
     topology: {
@@ -94,8 +102,9 @@ function singleBackend(url: string, config: Config): Backend {
 }
 
 function clusterBackend(seeds: string[], config: Config): Backend {
-  const { lazyConnect: _l, retryStrategy: _r, enableOfflineQueue: _q, ...nodeOptions } = redisOptions(config, 'cmd');
-  const options: ClusterOptions = {
+  const options = (role: 'cmd' | 'wait'): ClusterOptions => {
+    const { lazyConnect: _l, retryStrategy: _r, enableOfflineQueue: _q, ...nodeOptions } = redisOptions(config, role);
+    return {
     lazyConnect: true,
     enableOfflineQueue: false,
     enableReadyCheck: true, // 'ready' only once CLUSTER INFO says the cluster is not failing
@@ -110,11 +119,13 @@ function clusterBackend(seeds: string[], config: Config): Backend {
     clusterRetryStrategy: reconnectDelay,
     clusterNodeRetryStrategy: reconnectDelay,
     redisOptions: nodeOptions,
+    };
   };
-  const cluster = new Cluster(seeds.map(parseHostPort), options);
+  const cluster = new Cluster(seeds.map(parseHostPort), options('cmd'));
   const masterOf = (slot: number): string | null => cluster.slots[slot]?.[0] ?? null;
   return {
     cmd: defineScripts(cluster),
+    waiting: config.redisWaitReplicas > 0 ? defineScripts(new Cluster(seeds.map(parseHostPort), options('wait'))) : null,
     publishCommand: 'SPUBLISH',
     commandConnections: () => cluster.nodes('master'),
     topology: {

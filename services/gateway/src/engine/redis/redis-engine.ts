@@ -10,6 +10,7 @@
 // master), and one subscriber connection (per master on a cluster) holding one
 // (S)SUBSCRIBE per group with local members. None queues commands while Redis
 // is unreachable: a call then fails at once with EngineUnavailableError.
+import type { ChainableCommander } from 'ioredis';
 import type { Config } from '../../config.js';
 import { createLogger, type Logger, errText } from '../../log.js';
 import {
@@ -44,7 +45,7 @@ import {
 } from './keys.js';
 import { parseStreamEntries, type StreamEntry } from './payloads.js';
 import { Presence } from './presence.js';
-import type { ScriptedClient } from './scripts.js';
+import type { ScriptCommands, ScriptedClient } from './scripts.js';
 import { Subscriptions } from './subscriptions.js';
 import { RedisThrottle } from './throttle.js';
 
@@ -70,6 +71,30 @@ function toEngineError(e: unknown): Error {
   const message = e instanceof Error ? e.message : 'redis unavailable';
   if (e instanceof Error && e.name === 'ReplyError' && !TRANSIENT_REPLY.test(message)) return new Error(`redis: ${message}`);
   return new EngineUnavailableError(message);
+}
+
+/**
+ * REDIS_WAIT_REPLICAS: the send's script and `WAIT <replicas> <ms>` in one pipeline, so one round
+ * trip on one connection (the backend's `waiting` client, which carries nothing else). On a cluster the pipeline goes to the node serving the script's keys
+ * (WAIT has none), and WAIT counts the replicas that have every write this connection made so far,
+ * this send's included. Fewer in time: unavailable. The message may be stored (and delivered); the
+ * client's retry with the same id is answered from the dedupe window with the same seq, once its
+ * own WAIT succeeds. (A NOSCRIPT retry, after a SCRIPT FLUSH only, would run after the WAIT.)
+ */
+async function publishAndWait(r: ScriptedClient, args: Parameters<ScriptCommands['chatPublish']>, replicas: number, ms: number): Promise<number> {
+  const p = r.pipeline() as ChainableCommander & { chatPublish(...a: Parameters<ScriptCommands['chatPublish']>): ChainableCommander };
+  const replies = await p.chatPublish(...args).call('WAIT', replicas, ms).exec();
+  if (!replies) throw new EngineUnavailableError('redis pipeline aborted');
+  const [[pubErr, seq] = [null, null], [waitErr, acked] = [null, null]] = replies;
+  if (pubErr) {
+    // A MOVED inside a pipeline is not followed by ioredis when another command in it succeeded
+    // (the WAIT ran on the old node): reload the slot map now, the client's retry goes right.
+    if (/^(MOVED|ASK)\b/.test(pubErr.message) && 'refreshSlotsCache' in r) r.refreshSlotsCache();
+    throw pubErr;
+  }
+  if (waitErr) throw waitErr;
+  if (Number(acked) < replicas) throw new EngineUnavailableError(`NOREPLICAS ${Number(acked)} of ${replicas} replica(s) acknowledged the send within ${ms} ms`);
+  return Number(seq);
 }
 
 export interface RedisEngineHooks {
@@ -168,6 +193,12 @@ export class RedisEngine implements Engine {
 
     // A failed first attempt is retried by the retry strategy like any reconnect.
     void cmd.connect().catch(() => undefined);
+    const waiting = backend.waiting;
+    if (waiting) {
+      waiting.on('error', (e: Error) => this.log.debug({ conn: 'wait', err: e.message }, 'redis connection error'));
+      waiting.on('node error', (e: Error) => this.log.debug({ conn: 'wait', err: e.message }, 'redis node error'));
+      void waiting.connect().catch(() => undefined);
+    }
     let timer: NodeJS.Timeout | undefined;
     const up = await Promise.race([
       new Promise<boolean>((res) => (this.isUp() ? res(true) : this.upWaiters.push(() => res(true)))),
@@ -211,6 +242,11 @@ export class RedisEngine implements Engine {
     this.health.stop();
     await this.presence.stop();
     await this.subscriptions?.stop();
+    const w = this.backend?.waiting;
+    if (w) {
+      if (w.status === 'ready') await w.quit().catch(() => w.disconnect());
+      else w.disconnect();
+    }
     const c = this.backend?.cmd;
     if (!c) return;
     if (c.status === 'ready') await c.quit().catch(() => c.disconnect());
@@ -420,22 +456,23 @@ export class RedisEngine implements Engine {
     const pub = this.backend?.publishCommand ?? 'PUBLISH';
     const { dedupeWindow, dedupeTtlSeconds } = this.config;
     const sent = msg.dedupe !== undefined && dedupeWindow > 0 ? msg.dedupe : '';
-    const reply = await this.call((r) =>
-      r.chatPublish(
-        k.meta,
-        k.history,
-        k.sent,
-        k.channel,
-        this.config.historyLimit,
-        body,
-        pub,
-        this.now(),
-        this.config.historyMaxBytes,
-        textBytes(msg.text),
-        sent,
-        dedupeWindow,
-        dedupeTtlSeconds * 1000,
-      ),
+    const args: Parameters<ScriptCommands['chatPublish']> = [
+      k.meta,
+      k.history,
+      k.sent,
+      k.channel,
+      this.config.historyLimit,
+      body,
+      pub,
+      this.now(),
+      this.config.historyMaxBytes,
+      textBytes(msg.text),
+      sent,
+      dedupeWindow,
+      dedupeTtlSeconds * 1000,
+    ];
+    const { redisWaitReplicas: replicas, redisWaitTimeoutMs: waitMs } = this.config;
+    const reply = await this.call((r) => (replicas > 0 ? publishAndWait(this.backend?.waiting ?? r, args, replicas, waitMs) : r.chatPublish(...args))
     ).catch((e: unknown) => {
       if (e instanceof Error && e.message.startsWith('redis: NOGROUP')) throw new Error(`no group ${groupId}`);
       throw e;
