@@ -49,6 +49,12 @@ export abstract class Member {
   /** Send time by id (ring), for ack latency. */
   sentAt: Float64Array | null = null;
   nextId = 0;
+  /**
+   * The client id on the wire: unique for the connection's whole life, never reset between runs (a
+   * repeated id from the same member is a retry, which the gateway answers from its dedupe window
+   * without storing the message again).
+   */
+  wireId = 0;
   /** bench-compare: the next count expected from each sender (by sender ID), to find gaps and duplicates. */
   nextFrom: Map<number, number> | null = null;
   protected waiter: Waiter | null = null;

@@ -89,9 +89,10 @@ function sendOne(m: Member, pad: string, tag?: { sender: number; bytes: number }
   const w = window as Window;
   const t = now();
   const id = m.nextId++;
-  if (m.sentAt) m.sentAt[id % RING] = t;
+  const wire = m.wireId++;
+  if (m.sentAt) m.sentAt[wire % RING] = t;
   if (m.transport === 'ws_json') m.inflight++;
-  m.send(tag ? benchText(t, pad, `${checkRun}.${tag.sender}.${id}`, tag.bytes) : benchText(t, pad), id);
+  m.send(tag ? benchText(t, pad, `${checkRun}.${tag.sender}.${id}`, tag.bytes) : benchText(t, pad), wire);
   sentTotal++;
   if (t >= w.measureFrom && t < w.endAt) sentInWindow++;
 }
