@@ -4,8 +4,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addResults, emptyResult, type CheckResult } from './check.js';
-import { addHistograms, newHistogram } from './latency.js';
-import type { FromWorker, GroupPlan, ToWorker, WorkerStats } from './protocol.js';
+import { addHistograms } from './latency.js';
+import { emptyWorkerStats, type FromWorker, type GroupPlan, type ToWorker, type WorkerStats } from './protocol.js';
 import { within } from '../helpers/wait.js';
 
 const WORKER = join(dirname(fileURLToPath(import.meta.url)), 'worker.js');
@@ -58,25 +58,8 @@ class Worker {
   }
 }
 
-export interface FleetStats {
-  members: number;
-  connected: number;
-  pending: number;
-  closes: Record<string, number>;
-  errors: Record<string, number>;
-  connectFailures: Record<string, number>;
-  resumes: number;
-  maxRecoveryMs: number;
-  lastBackAt: number;
-  down: number;
-  sent: number;
-  acked: number;
-  gaps: number;
-  dupDropped: number;
-  resends: number;
-  foreign: number;
-  ackLatency: number[];
-}
+/** The fleet's figures: every worker's, summed. */
+export type FleetStats = WorkerStats;
 
 const merge = (a: Record<string, number>, b: Record<string, number>): Record<string, number> => {
   const out = { ...a };
@@ -136,25 +119,7 @@ export class Fleet {
 
   async stats(): Promise<FleetStats> {
     const r = await Promise.all(this.workers.map((w) => w.ask({ t: 'stats' }, 'stats', 30_000)));
-    const s: FleetStats = {
-      members: 0,
-      connected: 0,
-      pending: 0,
-      closes: {},
-      errors: {},
-      connectFailures: {},
-      resumes: 0,
-      maxRecoveryMs: 0,
-      lastBackAt: 0,
-      down: 0,
-      sent: 0,
-      acked: 0,
-      gaps: 0,
-      dupDropped: 0,
-      resends: 0,
-      foreign: 0,
-      ackLatency: newHistogram(),
-    };
+    const s: FleetStats = emptyWorkerStats();
     for (const { stats: w } of r as Array<{ stats: WorkerStats }>) {
       s.members += w.members;
       s.connected += w.connected;

@@ -1,5 +1,6 @@
 // What the chaos runner and its client worker processes say to each other (IPC).
 import type { CheckResult } from './check.js';
+import { newHistogram } from './latency.js';
 
 export interface GroupPlan {
   /** The runner's name for the group (its ID comes from the server). */
@@ -50,6 +51,29 @@ export interface WorkerStats {
   foreign: number;
   /** Send → ack latency since the last `latency` mark: counts per bucket (latency.ts). */
   ackLatency: number[];
+}
+
+/** All counts zero, an empty latency histogram: a worker's start, and the fleet's sum before adding. */
+export function emptyWorkerStats(): WorkerStats {
+  return {
+    members: 0,
+    connected: 0,
+    pending: 0,
+    closes: {},
+    errors: {},
+    connectFailures: {},
+    resumes: 0,
+    maxRecoveryMs: 0,
+    lastBackAt: 0,
+    down: 0,
+    sent: 0,
+    acked: 0,
+    gaps: 0,
+    dupDropped: 0,
+    resends: 0,
+    foreign: 0,
+    ackLatency: newHistogram(),
+  };
 }
 
 export type FromWorker =

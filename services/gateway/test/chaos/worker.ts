@@ -7,7 +7,7 @@ import { groupKeys } from '../../src/engine/redis/keys.js';
 import { addResults, checkGroup, emptyResult, messageText, type HistoryEntry, type MemberRecord } from './check.js';
 import { createMember, type ChatMember, type MemberEvents } from './member.js';
 import { newHistogram, record } from './latency.js';
-import type { FromWorker, ToWorker, WorkerStats } from './protocol.js';
+import { emptyWorkerStats, type FromWorker, type ToWorker, type WorkerStats } from './protocol.js';
 
 interface Tracked {
   groupKey: string;
@@ -29,25 +29,7 @@ interface Tracked {
 
 const members: Tracked[] = [];
 const groups = new Map<string, Tracked[]>();
-const stats: WorkerStats = {
-  members: 0,
-  connected: 0,
-  pending: 0,
-  closes: {},
-  errors: {},
-  connectFailures: {},
-  resumes: 0,
-  maxRecoveryMs: 0,
-  lastBackAt: 0,
-  down: 0,
-  sent: 0,
-  acked: 0,
-  gaps: 0,
-  dupDropped: 0,
-  resends: 0,
-  foreign: 0,
-  ackLatency: newHistogram(),
-};
+const stats: WorkerStats = emptyWorkerStats();
 /** The only texts members send (check.ts messageText); anything else reaching them leaked in. */
 const MEMBER_TEXT = /^m\d+#\d+$/;
 let ticker: NodeJS.Timeout | null = null;
