@@ -80,13 +80,18 @@ export async function acksGrow(fleet: Fleet, n: number, ms: number, what: string
 }
 
 /** Wait until no member is cut off and every member is in its group again. */
-export async function allBack(fleet: Fleet, ms: number): Promise<FleetStats> {
+/**
+ * Wait until every member is in its group and no one is cut off. `minResumes`: also wait for
+ * that many resumes, so that a poll taken before the clients noticed a fault (a kill's RST
+ * still in flight) does not count as "all back".
+ */
+export async function allBack(fleet: Fleet, ms: number, minResumes = 0): Promise<FleetStats> {
   let last: FleetStats | null = null;
   try {
     await until(
       async () => {
         last = await fleet.stats();
-        return last.down === 0 && last.connected === last.members;
+        return last.down === 0 && last.connected === last.members && last.resumes >= minResumes;
       },
       ms,
       'every member to be back in its group',
@@ -94,7 +99,7 @@ export async function allBack(fleet: Fleet, ms: number): Promise<FleetStats> {
   } catch (e) {
     const s = last as FleetStats | null;
     throw new Error(
-      `${e instanceof Error ? e.message : String(e)}: ${s ? `${s.connected} of ${s.members} in their group, ${s.down} cut off, ${s.pending} sends pending; closes ${fmtCodes(s.closes)}; errors ${fmtCodes(s.errors)}; failed reconnects ${fmtCodes(s.connectFailures)}` : 'no stats'}`,
+      `${e instanceof Error ? e.message : String(e)}: ${s ? `${s.connected} of ${s.members} in their group, ${s.down} cut off, ${s.resumes} resumes (${minResumes} wanted), ${s.pending} sends pending; closes ${fmtCodes(s.closes)}; errors ${fmtCodes(s.errors)}; failed reconnects ${fmtCodes(s.connectFailures)}` : 'no stats'}`,
     );
   }
   return last as unknown as FleetStats;
@@ -251,7 +256,13 @@ export function killGateway(minOnKilled: number): Scenario {
       if (held < minOnKilled) ctx.violations.push(`only ${held} clients on the killed node (at least ${minOnKilled} wanted)`);
       const t = Date.now();
       await cluster.stopGateway(victim, 'SIGKILL');
-      const s = await allBack(fleet, 120_000);
+      let s: FleetStats;
+      try {
+        s = await allBack(fleet, 120_000, held);
+      } catch (e) {
+        ctx.violations.push(e instanceof Error ? e.message : String(e));
+        s = await fleet.stats();
+      }
       ctx.recoveryMs = s.lastBackAt > 0 ? s.lastBackAt - t : 0;
       ctx.notes.push(`last client back ${(ctx.recoveryMs / 1000).toFixed(2)} s after the kill; ${s.resumes} resumes`);
       if (s.resumes < held) ctx.violations.push(`${s.resumes} resumes for ${held} clients cut off`);
