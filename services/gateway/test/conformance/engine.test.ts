@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/config.js';
 import { EngineUnavailableError, type ChannelEvent, type Engine, type HistoryQuery, type StoredMessage } from '../../src/engine/engine.js';
 import { MemoryEngine } from '../../src/engine/memory.js';
 import { RedisEngine } from '../../src/engine/redis/redis-engine.js';
+import { DEDUPE_TRIM_EVERY } from '../../src/engine/redis/scripts.js';
 import { ID_COUNTER, NODE_REGISTRY, groupKeys, memberValue, nodeKeys } from '../../src/engine/redis/keys.js';
 import { tempDir } from '../helpers/gateway.js';
 import { RedisServer } from '../helpers/redis.js';
@@ -263,20 +264,25 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
         assert.equal((await nextMessage(inbox, 'the marker')).seq, 6, 'no second delivery of a retried send came before it');
       });
 
-      test('idempotent sends: the window keeps the newest DEDUPE_WINDOW keys per group, and survives a reopen', async () => {
+      test('idempotent sends: the window keeps the newest DEDUPE_WINDOW keys per group, forgets older ones, and survives a reopen', async () => {
         let e = await fresh({ dedupeWindow: 3 });
         const g = (await e.createGroup(rec('ann'))).id;
-        for (let i = 1; i <= 4; i++) assert.equal((await e.publish(g, { ...msg('ann', `k${i}`), dedupe: `J s${i}` })).seq, i);
-        // k1 fell out of the window (three newest kept): its retry is stored again. k2..k4 are not.
-        for (const i of [4, 3, 2]) assert.deepEqual(await e.publish(g, { ...msg('ann', `k${i}`), dedupe: `J s${i}` }).then((m) => [m.seq, m.duplicate]), [i, true]);
-        const late = await e.publish(g, { ...msg('ann', 'k1'), dedupe: 'J s1' });
-        assert.deepEqual([late.seq, late.duplicate], [5, undefined], 'outside the window: a new message');
+        const keyed = (text: string, i: number): Promise<[number, boolean | undefined]> =>
+          e.publish(g, { ...msg('ann', text), dedupe: `J s${i}` }).then((m) => [m.seq, m.duplicate]);
+        for (let i = 1; i <= 4; i++) assert.deepEqual(await keyed(`k${i}`, i), [i, undefined]);
+        // The newest three are always known: their retries get their first seq.
+        for (const i of [4, 3, 2]) assert.deepEqual(await keyed(`k${i}`, i), [i, true]);
+        // The window is a bound too. The Redis engines cut the set every DEDUPE_TRIM_EVERY messages (the
+        // memory engine at once): once that many more keyed sends went by, k1 is forgotten and its
+        // retry is a new message.
+        const T = DEDUPE_TRIM_EVERY;
+        for (let i = 5; i <= 4 + T; i++) assert.deepEqual(await keyed(`n${i}`, i), [i, undefined]);
+        assert.deepEqual(await keyed('k1', 1), [T + 5, undefined], 'outside the window: a new message');
         e = await h.reopen(e);
         open.push(e);
-        // The newest three (k3, k4 and the re-stored k1) are still known after a restart.
-        for (const [key, seq] of [['J s3', 3], ['J s4', 4], ['J s1', 5]] as const)
-          assert.deepEqual(await e.publish(g, { ...msg('ann', 'again'), dedupe: key }).then((m) => [m.seq, m.duplicate]), [seq, true], key);
-        assert.equal(await top(e, g), 5);
+        // The newest three (the last two and the re-stored k1) are still known after a restart.
+        for (const [i, seq] of [[T + 3, T + 3], [T + 4, T + 4], [1, T + 5]] as const) assert.deepEqual(await keyed('again', i), [seq, true], `s${i}`);
+        assert.equal(await top(e, g), T + 5);
       });
 
       test('publish to a group that does not exist fails and stores nothing', async () => {

@@ -352,6 +352,52 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       assert.deepEqual(await seqs(), [...Array.from({ length: 10 }, (_, i) => 141 + i), 151], '90 small ones make room');
     });
 
+    test('the dedupe set never lapses while keyed sends go on, and its TTL is renewed only once 10 % of it has passed', { skip: name === 'memory' && 'Redis engines: the set is a Redis key with a TTL' }, async () => {
+      const clock = testClock();
+      const e = await track(h.fresh({ clock: clock.now }));
+      const admin = h.inspect();
+      assert.ok(admin);
+      const g = (await e.createGroup(rec('ann'))).id;
+      const key = groupKeys(g).sent;
+      const ttlMs = 600_000; // DEDUPE_TTL_SECONDS' default
+      let n = 0;
+      const keyed = (): Promise<unknown> => e.publish(g, { ...msg('ann', `k${++n}`), dedupe: `J s${n}` });
+      await keyed();
+      const first = await admin.pttl(key);
+      assert.ok(first > ttlMs - 5_000 && first <= ttlMs, `the first keyed send sets the TTL (${first} ms)`);
+      // A marker TTL the script would overwrite if it renewed.
+      await admin.pexpire(key, 5 * ttlMs);
+      clock.advance(ttlMs * 0.05);
+      await keyed();
+      assert.ok((await admin.pttl(key)) > 4 * ttlMs, 'not renewed while 95 % of it is left');
+      clock.advance(ttlMs * 0.06);
+      await keyed();
+      const renewed = await admin.pttl(key);
+      assert.ok(renewed > ttlMs - 5_000 && renewed <= ttlMs, `renewed once under 90 % was left (${renewed} ms)`);
+      // Keyless sends leave it alone.
+      await admin.pexpire(key, 5 * ttlMs);
+      clock.advance(ttlMs * 0.5);
+      await e.publish(g, msg('ann', 'plain'));
+      assert.ok((await admin.pttl(key)) > 4 * ttlMs, 'a keyless send does not touch the set');
+    });
+
+    test('a keyed send whose append fails leaves no dedupe record behind: its retry is stored, not acked with a seq that was never kept', { skip: name === 'memory' && 'Redis engines: publish.lua records the id before the append' }, async () => {
+      const e = await track(h.fresh());
+      const admin = h.inspect();
+      assert.ok(admin);
+      const g = (await e.createGroup(rec('ann'))).id;
+      const k = groupKeys(g);
+      // A history key of the wrong type makes XADD fail inside the script.
+      await admin.set(k.history, 'not a stream');
+      await assert.rejects(e.publish(g, { ...msg('ann', 'lost'), dedupe: 'J s1' }), /WRONGTYPE/);
+      assert.equal(await admin.zscore(k.sent, 'J s1'), null, 'the record was taken back');
+      assert.equal(await admin.hget(k.meta, 'seq'), '0', 'the seq was not bumped');
+      await admin.del(k.history);
+      const again = await e.publish(g, { ...msg('ann', 'lost'), dedupe: 'J s1' });
+      assert.deepEqual([again.seq, again.duplicate], [1, undefined], 'the retry is a new message');
+      assert.deepEqual((await e.history(g, { limit: 10 })).messages.map((m) => m.text), ['lost']);
+    });
+
     test('epochs are stable over restarts; a group recreated on reset data gets another', async () => {
       let e = await track(h.fresh());
       const made = await e.createGroup(rec('ann'));

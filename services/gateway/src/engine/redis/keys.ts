@@ -41,7 +41,8 @@ export interface GroupKeys {
   /**
    * Hash: `h` password hash, `c` creator, `at` created-at (ms), `ep` epoch, `seq` latest message seq,
    * `la` last activity (ms: create, message, join, or a sweep that saw a member online), `hb` UTF-8
-   * bytes of text in the history stream (only while HISTORY_MAX_BYTES is on).
+   * bytes of text in the history stream (only while HISTORY_MAX_BYTES is on), `sx` when the dedupe
+   * set (`sent`) expires (ms; publish.lua renews its TTL only when less than 90 % is left).
    */
   meta: string;
   /**
@@ -53,9 +54,10 @@ export interface GroupKeys {
   members: string;
   /**
    * Sorted set of the group's recent sends that carried a client id: member `<join id> <client id>`
-   * (engine.ts dedupeKey), score the seq it was stored as. The newest DEDUPE_WINDOW entries, with a
-   * TTL of DEDUPE_TTL_SECONDS renewed by each such send (so it also goes, at the latest by then,
-   * after its group is removed).
+   * (engine.ts dedupeKey), score the seq it was stored as. At least the newest DEDUPE_WINDOW entries,
+   * at most DEDUPE_TRIM_EVERY - 1 more (scripts.ts), expiring between 90 % and all of
+   * DEDUPE_TTL_SECONDS after the group's last such send (publish.lua renews the TTL only once 10 %
+   * of it has passed; so the set also goes, at the latest by then, after its group is removed).
    */
   sent: string;
   /** Pub/sub channel: chat messages and join/leave notices. */

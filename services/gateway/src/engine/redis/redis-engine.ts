@@ -45,7 +45,7 @@ import {
 } from './keys.js';
 import { parseStreamEntries, type StreamEntry } from './payloads.js';
 import { Presence } from './presence.js';
-import type { ScriptCommands, ScriptedClient } from './scripts.js';
+import { DEDUPE_TRIM_EVERY, type ScriptCommands, type ScriptedClient } from './scripts.js';
 import { Subscriptions } from './subscriptions.js';
 import { RedisThrottle } from './throttle.js';
 
@@ -470,6 +470,7 @@ export class RedisEngine implements Engine {
       sent,
       dedupeWindow,
       dedupeTtlSeconds * 1000,
+      DEDUPE_TRIM_EVERY,
     ];
     const { redisWaitReplicas: replicas, redisWaitTimeoutMs: waitMs } = this.config;
     const reply = await this.call((r) => (replicas > 0 ? publishAndWait(this.backend?.waiting ?? r, args, replicas, waitMs) : r.chatPublish(...args))

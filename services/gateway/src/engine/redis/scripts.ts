@@ -31,6 +31,13 @@ const SCRIPTS = {
 
 type Arg = string | number;
 
+/**
+ * publish.lua cuts a group's dedupe set to its newest DEDUPE_WINDOW entries once every this many
+ * messages, not on every send (one command fewer per message): the set holds at most
+ * DEDUPE_WINDOW + DEDUPE_TRIM_EVERY - 1 entries, and always at least the newest DEDUPE_WINDOW.
+ */
+export const DEDUPE_TRIM_EVERY = 64;
+
 export interface ScriptCommands {
   chatCreateGroup(meta: string, passwordHash: string, creator: string, createdAt: Arg, epoch: string, now: Arg): Promise<number>;
   /** The seq; minus the original's seq for a retried send (`sentMember` already in `sent`). */
@@ -48,6 +55,7 @@ export interface ScriptCommands {
     sentMember: string,
     sentWindow: Arg,
     sentTtlMs: Arg,
+    sentTrimEvery: Arg,
   ): Promise<number>;
   chatSweepMembers(members: string, instance: string): Promise<string[]>;
   /** 1 added to the index, 0 the ceiling is reached, 2 the ID is already there (taken). */
