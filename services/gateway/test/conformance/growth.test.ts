@@ -342,6 +342,39 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       assert.equal((await e.history(g, { limit: 0 })).top, 17);
     });
 
+    test('the count stays exact when HISTORY_LIMIT is lowered, when the byte bound goes off and on, and (Redis) when the stream was changed by something else', async () => {
+      const s: Settings = { limit: 10, maxBytes: 1000 };
+      let e = await track(h.fresh(s));
+      const g = (await e.createGroup(rec('ann'))).id;
+      const seqs = async (): Promise<number[]> => (await e.history(g, { limit: 100 })).messages.map((m) => m.seq);
+      const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+      for (let i = 0; i < 12; i++) await e.publish(g, msg('ann', 'm'));
+      assert.deepEqual(await seqs(), range(3, 12));
+      e = await track(h.reopen(e, { limit: 4, maxBytes: 1000 }));
+      await e.publish(g, msg('ann', 'm'));
+      assert.deepEqual(await seqs(), range(10, 13), 'a lowered limit drops several at once');
+      e = await track(h.reopen(e, { limit: 4, maxBytes: 0 }));
+      for (const text of ['mmmmm', 'mmm', 'm']) await e.publish(g, msg('ann', text)); // seqs 14, 15, 16
+      assert.deepEqual(await seqs(), range(13, 16), 'count only');
+      e = await track(h.reopen(e, { limit: 6, maxBytes: 1000 }));
+      for (let i = 0; i < 3; i++) await e.publish(g, msg('ann', 'm'));
+      assert.deepEqual(await seqs(), range(14, 19), 'the byte bound back on, the limit raised');
+      const admin = h.inspect();
+      if (admin) {
+        // An entry removed behind the script's back: the oldest seq it keeps no longer matches.
+        await admin.xdel(groupKeys(g).history, '14-0');
+        await e.publish(g, msg('ann', 'm'));
+        assert.deepEqual(await seqs(), range(15, 20), 'counted again: nothing more dropped than the limit asks');
+        // The group's byte total and oldest seq match the stream again: 15 has 3 bytes, the rest 1
+        // (not the 5 bytes of the entry removed, nor the 3 of one read but not dropped).
+        const kept = async (): Promise<[string | null, string | null]> => admin.hmget(groupKeys(g).meta, 'hb', 'lo') as Promise<[string | null, string | null]>;
+        assert.deepEqual(await kept(), ['8', '15']);
+        await e.publish(g, msg('ann', 'm'));
+        assert.deepEqual(await seqs(), range(16, 21));
+        assert.deepEqual(await kept(), ['6', '16']);
+      }
+    });
+
     test('one large message drops many small ones at once', async () => {
       const e = await track(h.fresh({ limit: 500, maxBytes: 100 }));
       const g = (await e.createGroup(rec('ann'))).id;
@@ -496,6 +529,12 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
         for (const c of ['hget', 'hexists', 'hincrby']) assert.equal(delta(c), 0, `no ${c}`);
         assert.equal(delta('zadd'), 0, 'the index is not touched per message (and no dedupe window without a client id)');
         assert.equal(delta('zscore'), 0, 'no dedupe lookup without a client id');
+        // Once full, the count bound drops one entry per message and the bytes fit: the script reads
+        // the one that goes and XADD's exact MAXLEN drops it. The count comes from the oldest seq kept
+        // (`lo` in the group hash), so no XLEN, and no XTRIM.
+        assert.equal(delta('xlen'), 0, 'no XLEN per message');
+        assert.equal(delta('xtrim'), 0, 'no XTRIM while the bytes fit');
+        assert.equal(delta('xrange'), 40 - 9, 'one XRANGE per message once the history is full');
         assert.equal((await e.history(g, { limit: 100 })).messages.length, 10);
       });
     }

@@ -41,7 +41,8 @@ export interface GroupKeys {
   /**
    * Hash: `h` password hash, `c` creator, `at` created-at (ms), `ep` epoch, `seq` latest message seq,
    * `la` last activity (ms: create, message, join, or a sweep that saw a member online), `hb` UTF-8
-   * bytes of text in the history stream (only while HISTORY_MAX_BYTES is on), `sx` when the dedupe
+   * bytes of text in the history stream and `lo` the oldest seq it holds (both only while
+   * HISTORY_MAX_BYTES is on: publish.lua counts entries from `lo`, not with XLEN), `sx` when the dedupe
    * set (`sent`) expires (ms; publish.lua renews its TTL only when less than 90 % is left).
    */
   meta: string;

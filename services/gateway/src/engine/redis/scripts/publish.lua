@@ -1,7 +1,7 @@
 -- One chat message, atomically: next seq, append to the bounded history stream,
 -- mark the group active, publish to the group channel. One round trip whatever
 -- the group size.
--- KEYS[1] group hash (fields `seq`, `la`, `hb`), KEYS[2] history stream
+-- KEYS[1] group hash (fields `seq`, `la`, `hb`, `lo`, `sx`), KEYS[2] history stream
 -- ARGV[1] channel, ARGV[2] history limit (entries),
 -- ARGV[3] the message as a JSON object {"from","text","ts","origin"} (no seq)
 -- ARGV[4] PUBLISH (one Redis) or SPUBLISH (Redis Cluster: the channel shares
@@ -21,12 +21,13 @@
 -- Past either bound the oldest entries go, but never the newest one.
 -- Reply: the message's seq, or a NOGROUP error; for a send whose member is in the set already,
 -- minus the seq it was stored as (nothing written, nothing published).
--- Commands per message once the history is full: HMGET, XADD, XLEN, XRANGE of the
--- one entry that goes, XTRIM, HSET, PUBLISH (the byte total rides on the HSET); a send with a
--- client id adds one ZADD (and, rarely, PEXPIRE and ZREMRANGEBYRANK).
--- One read for the existence check (seq), whether the byte total is kept (hb) and the dedupe
--- set's expiry (sx).
-local meta = redis.call('HMGET', KEYS[1], 'seq', 'hb', 'sx')
+-- Commands per message once the history is full: HMGET, XRANGE of the one entry that goes,
+-- XADD (which drops it), HSET, PUBLISH (the byte total and the oldest seq kept ride on the HSET);
+-- a send with a client id adds one ZADD (and, rarely, PEXPIRE and ZREMRANGEBYRANK). Past the byte
+-- bound, the walk below adds its reads and one XTRIM.
+-- One read for the existence check (seq), the byte total (hb), the dedupe set's expiry (sx) and
+-- the oldest seq kept (lo).
+local meta = redis.call('HMGET', KEYS[1], 'seq', 'hb', 'sx', 'lo')
 local cur = meta[1]
 if not cur then
   return redis.error_reply('NOGROUP no such group')
@@ -38,13 +39,23 @@ local sent = ARGV[8]
 if sent ~= '' and redis.call('ZADD', KEYS[3], 'NX', seq, sent) == 0 then
   return -tonumber(redis.call('ZSCORE', KEYS[3], sent))
 end
--- Scripts do not roll back: if the append fails, the record above must go with it.
-local function undo(reply)
-  redis.call('ZREM', KEYS[3], sent)
-  return reply
+-- The append. Scripts do not roll back: it comes before anything else is bumped, and for a keyed
+-- send its failure takes the dedupe record back. Returns the error reply, or nil.
+local function append(...)
+  if sent == '' then
+    redis.call('XADD', KEYS[2], ...)
+    return nil
+  end
+  local r = redis.pcall('XADD', KEYS[2], ...)
+  if type(r) == 'table' and r.err then
+    redis.call('ZREM', KEYS[3], sent)
+    return r
+  end
+  return nil
 end
 local limit = tonumber(ARGV[2])
 local maxBytes = tonumber(ARGV[6])
+local id = seq .. '-0'
 
 -- An entry's text bytes: its `n` field, or (entries from before the byte bound) its text's length.
 local function entryBytes(fields)
@@ -64,41 +75,72 @@ local function entryBytes(fields)
   return 0
 end
 
--- The byte total to store with seq (nil: none kept while the bound is off).
-local hbKept = nil
--- XADD first: scripts do not roll back, so nothing is bumped if the append fails.
+-- What the HSET below writes besides seq and la.
+local hbKept, loKept = nil, nil
 if maxBytes <= 0 then
-  if sent == '' then
-    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'm', ARGV[3], 'n', ARGV[7])
-  else
-    local r = redis.pcall('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'm', ARGV[3], 'n', ARGV[7])
-    if type(r) == 'table' and r.err then return undo(r) end
-  end
-  -- A running byte total would go stale while the bound is off: count again when it is back.
-  if meta[2] then redis.call('HDEL', KEYS[1], 'hb') end
+  local err = append('MAXLEN', ARGV[2], id, 'm', ARGV[3], 'n', ARGV[7])
+  if err then return err end
+  -- The running byte total and the oldest seq would go stale while the bound is off: both are
+  -- found again when it is back.
+  if meta[2] or meta[4] then redis.call('HDEL', KEYS[1], 'hb', 'lo') end
 else
-  -- The running total of text bytes kept; a history from before it (or from while the bound was
-  -- off) is counted once, here.
-  local counted = meta[2] ~= false and tonumber(meta[2]) ~= nil
-  if sent == '' then
-    redis.call('XADD', KEYS[2], seq .. '-0', 'm', ARGV[3], 'n', ARGV[7])
-  else
-    local r = redis.pcall('XADD', KEYS[2], seq .. '-0', 'm', ARGV[3], 'n', ARGV[7])
-    if type(r) == 'table' and r.err then return undo(r) end
+  -- The running total of text bytes kept, this message's included; a history from before it (or
+  -- from while the bound was off) is counted once, here.
+  local function counted()
+    local total = 0
+    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do total = total + entryBytes(e[2]) end
+    return total
   end
   local hb
-  if counted then
-    hb = tonumber(meta[2]) + tonumber(ARGV[7])
+  if meta[2] ~= false and tonumber(meta[2]) ~= nil then hb = tonumber(meta[2]) else hb = counted() end
+  hb = hb + tonumber(ARGV[7])
+  -- The entries before this one. Entry IDs are `<seq>-0`, one per seq, and only the oldest ever
+  -- go, so the kept ones are lo..cur, `lo` being the oldest seq kept (in the group hash); without
+  -- it (a history from before `lo`, or from while the bound was off) they are counted once.
+  local lo = tonumber(meta[4])
+  local before
+  if lo then before = tonumber(cur) - lo + 1 else before = redis.call('XLEN', KEYS[2]) end
+  local over = before + 1 - limit
+  -- The common case, once the history is full: the count bound takes the oldest entry (or a few,
+  -- after HISTORY_LIMIT was lowered) and the rest fits the byte bound. Read what goes, then one
+  -- XADD with an exact MAXLEN appends and drops it: no XLEN, no XTRIM.
+  local fast = false
+  if over <= 0 then
+    fast = hb <= maxBytes
   else
-    hb = 0
-    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do hb = hb + entryBytes(e[2]) end
+    local rows = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', over)
+    if #rows == over and (not lo or rows[1][1] == string.format('%d', lo) .. '-0') then
+      local freed = 0
+      for _, e in ipairs(rows) do freed = freed + entryBytes(e[2]) end
+      if hb - freed <= maxBytes then
+        fast = true
+        hb = hb - freed
+      end
+    elseif lo then
+      -- `lo` does not match the stream (something else changed it): count the entries and bytes.
+      before = redis.call('XLEN', KEYS[2])
+      over = before + 1 - limit
+      hb = counted() + tonumber(ARGV[7])
+    end
   end
-  local len = redis.call('XLEN', KEYS[2])
-  local over = len - limit
-  if over > 0 or hb > maxBytes then
-    -- Walk from the oldest, counting what must go; then one exact trim to the length that stays
-    -- (XTRIM MAXLEN: Redis 5 and later).
-    -- Reads take just the entries still to go by count (usually one), then 64 at a time for bytes.
+  local len
+  if fast then
+    local err
+    if over > 0 then
+      err = append('MAXLEN', ARGV[2], id, 'm', ARGV[3], 'n', ARGV[7])
+      len = limit
+    else
+      err = append(id, 'm', ARGV[3], 'n', ARGV[7])
+      len = before + 1
+    end
+    if err then return err end
+  else
+    -- Past the byte bound: append, walk from the oldest counting what must go, then one exact
+    -- trim to the length that stays (XTRIM MAXLEN: Redis 5 and later). Reads take the entries still
+    -- to go by count first, then 64 at a time for bytes. Never the newest entry.
+    local err = append(id, 'm', ARGV[3], 'n', ARGV[7])
+    if err then return err end
+    len = before + 1
     local dropped, freed, start = 0, 0, '-'
     local function enough()
       return len - dropped <= 1 or (dropped >= over and hb - freed <= maxBytes)
@@ -120,29 +162,31 @@ else
     if dropped > 0 then
       redis.call('XTRIM', KEYS[2], 'MAXLEN', len - dropped)
       hb = hb - freed
+      len = len - dropped
     end
   end
   hbKept = hb
+  loKept = string.format('%d', tonumber(seq) - len + 1)
 end
-local sxNew = nil
+local fields = { 'seq', seq, 'la', ARGV[5] }
+if hbKept then
+  fields[5] = 'hb'
+  fields[6] = hbKept
+  fields[7] = 'lo'
+  fields[8] = loKept
+end
+-- The dedupe set lives ARGV[10] ms after the last send with an id: renewed once under 90 % is left.
 if sent ~= '' then
   local ttl = tonumber(ARGV[10])
   local now = tonumber(ARGV[5])
   local sx = tonumber(meta[3])
   if not sx or sx - now < ttl * 0.9 then
     redis.call('PEXPIRE', KEYS[3], ttl)
-    sxNew = string.format('%d', now + ttl)
+    fields[#fields + 1] = 'sx'
+    fields[#fields + 1] = string.format('%d', now + ttl)
   end
 end
-if hbKept and sxNew then
-  redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5], 'hb', hbKept, 'sx', sxNew)
-elseif hbKept then
-  redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5], 'hb', hbKept)
-elseif sxNew then
-  redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5], 'sx', sxNew)
-else
-  redis.call('HSET', KEYS[1], 'seq', seq, 'la', ARGV[5])
-end
+redis.call('HSET', KEYS[1], unpack(fields))
 -- Every ARGV[11] messages (with an id or not, so no pattern of sends escapes it): cut the set to
 -- its newest ARGV[9].
 if tonumber(seq) % tonumber(ARGV[11]) == 0 then
