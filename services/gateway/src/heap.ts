@@ -22,3 +22,41 @@ export function compactHeap(): { before: number; after: number } {
   gc();
   return { before, after: process.memoryUsage().heapTotal };
 }
+
+/**
+ * Runs `f` once `quietMs` have passed without a `note()`, after at least `min` notes since it last
+ * ran: "a burst is over". The gateway notes each new connection and compacts its heap after a
+ * connection storm (reconnects after a node died, a join storm), whether or not the storm needed
+ * password work: with joins that reuse a verified password the password process may go idle, and
+ * compact, while the storm is still allocating (measured: 12.2 KB of RSS per idle connection, not
+ * 2.7, when that happened).
+ */
+export class AfterBurst {
+  private n = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly quietMs: number,
+    private readonly min: number,
+    private readonly f: () => void,
+  ) {}
+
+  note(): void {
+    if (++this.n < this.min) return;
+    if (this.timer) {
+      this.timer.refresh();
+      return;
+    }
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.n = 0;
+      this.f();
+    }, this.quietMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

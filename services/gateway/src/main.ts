@@ -8,7 +8,7 @@ import { TrustedProxies } from './clientip.js';
 import { createLogger, type Logger, errText } from './log.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import { ChatNode } from './node.js';
-import { compactHeap } from './heap.js';
+import { AfterBurst, compactHeap } from './heap.js';
 import { ScryptProcess } from './scrypt-process.js';
 import { StartupError, listenError } from './startup.js';
 import { TcpTransport } from './transport/tcp.js';
@@ -72,7 +72,9 @@ async function start(config: Config, log: Logger, metrics: Metrics): Promise<voi
   };
   const passwords =
     config.scryptIdleSeconds > 0 ? new ScryptProcess(config.scryptConcurrency, config.scryptIdleSeconds * 1000, log, afterStorm) : null;
-  const node = new ChatNode(engine, config, log, metrics, passwords?.run);
+  // …and after a storm of connections, password work or not: 500 or more, then 10 s without one.
+  const storm = new AfterBurst(10_000, 500, afterStorm);
+  const node = new ChatNode(engine, config, log, metrics, passwords?.run, () => storm.note());
   node.watchEngine();
   metrics.probeEngine(() => engine.isUp());
   metrics.probeReady(() => node.isReady());

@@ -38,14 +38,13 @@ const topic = (groupId: string, codec: Codec): string => `g/${groupId}/${codec}`
 /** Members whose send buffer is looked at after each group publish. */
 const CHECKS_PER_PUBLISH = 4;
 
+/**
+ * The socket's user data: just its WsConn, made at the upgrade. uWS copies the user data's
+ * properties onto each WebSocket object, so one property here is one per connection; more spill
+ * into a property array of their own (measured: 72 B per connection, issue 11).
+ */
 interface WsData {
-  codec: Codec;
-  address: ClientAddress;
-  inbound: Inbound | null;
-  /** The socket is gone: never touch `ws` again. */
-  closed: boolean;
-  ending: boolean;
-  conn: WsConn | null;
+  conn: WsConn;
 }
 
 /**
@@ -136,7 +135,7 @@ class UwsFanout implements Fanout {
     const msg = codec === 'text' ? out.text : out.json;
     if (msg === null) return;
     this.shared.writes.flushAll(); // what was written to members before this message goes out before it
-    if (exclude instanceof WsConn && !exclude.data.closed && exclude.ws.isSubscribed(t)) {
+    if (exclude instanceof WsConn && !exclude.closed && exclude.ws.isSubscribed(t)) {
       exclude.ws.publish(t, msg, false); // uWS skips the publishing socket itself
       n--;
     } else this.app.publish(t, msg, false);
@@ -307,33 +306,30 @@ export class UwsTransport {
     }
     // Counted by the gate (ip_limit).
     if (!this.gate.admit(address)) return this.refuse(res, null, '429 Too Many Requests', T.TOO_MANY_CONNECTIONS);
-    res.upgrade<WsData>({ codec, address, inbound: null, closed: false, ending: false, conn: null }, key, chosen, extensions, context);
+    res.upgrade<WsData>({ conn: new WsConn(codec, address, this.shared) }, key, chosen, extensions, context);
   }
 
   private open(ws: uWS.WebSocket<WsData>): void {
-    const data = ws.getUserData();
-    const conn = new WsConn(ws, data, this.shared);
-    data.conn = conn;
-    data.inbound = this.gate.connect(conn);
+    const conn = ws.getUserData().conn;
+    conn.opened(ws);
+    conn.inbound = this.gate.connect(conn);
   }
 
   private message(ws: uWS.WebSocket<WsData>, msg: ArrayBuffer, isBinary: boolean): void {
-    const data = ws.getUserData();
-    const inbound = data.inbound;
+    const conn = ws.getUserData().conn;
+    const inbound = conn.inbound;
     if (!inbound) return;
     if (isBinary) return inbound.reject('invalid_input', 'binary', T.INVALID_INPUT);
-    receive(inbound, data.codec, msg, this.config.maxFrameBytes);
+    receive(inbound, conn.codec, msg, this.config.maxFrameBytes);
   }
 
   private onClose(ws: uWS.WebSocket<WsData>, code: number, msg: ArrayBuffer): void {
-    const data = ws.getUserData();
-    data.closed = true;
-    if (data.conn) {
-      this.shared.members.leave(data.conn);
-      this.shared.writes.forget(data.conn);
-    }
-    this.log.debug({ conn: data.inbound?.id, code, reason: Buffer.from(msg).toString() }, 'ws closed');
-    data.inbound?.closed();
+    const conn = ws.getUserData().conn;
+    conn.closed = true;
+    this.shared.members.leave(conn);
+    this.shared.writes.forget(conn);
+    this.log.debug({ conn: conn.inbound?.id, code, reason: Buffer.from(msg).toString() }, 'ws closed');
+    conn.inbound?.closed();
   }
 }
 
@@ -410,29 +406,36 @@ function serveApi(api: ApiPort, res: uWS.HttpResponse, req: uWS.HttpRequest, log
   });
 }
 
+/** One WebSocket connection: made at the upgrade, its socket given at open. */
 class WsConn implements Conn {
-  readonly codec: Codec;
   readonly transport: TransportLabel;
-  readonly address: ClientAddress;
+  /** Set at open (the upgrade comes first); nothing reaches a WsConn before. */
+  ws!: uWS.WebSocket<WsData>;
+  inbound: Inbound | null = null;
+  /** The socket is gone: never touch `ws` again. */
+  closed = false;
+  ending = false;
 
   constructor(
-    readonly ws: uWS.WebSocket<WsData>,
-    readonly data: WsData,
+    readonly codec: Codec,
+    readonly address: ClientAddress,
     private readonly shared: WsShared,
   ) {
-    this.codec = data.codec;
-    this.transport = data.codec === 'json' ? 'ws_json' : 'ws_text';
-    this.address = data.address;
+    this.transport = codec === 'json' ? 'ws_json' : 'ws_text';
+  }
+
+  opened(ws: uWS.WebSocket<WsData>): void {
+    this.ws = ws;
   }
 
   write(msg: string): void {
-    if (this.data.closed || this.data.ending) return;
+    if (this.closed || this.ending) return;
     this.shared.writes.write(this, msg);
   }
 
   /** Send now, corked: one syscall for the lot. */
   sendNow(msgs: string[]): void {
-    if (this.data.closed || this.data.ending) return;
+    if (this.closed || this.ending) return;
     if (msgs.length === 1) this.ws.send(msgs[0] as string, false);
     else
       this.ws.cork(() => {
@@ -443,28 +446,28 @@ class WsConn implements Conn {
 
   /** Close (without a close frame: it would queue behind the backlog) once past the bound. */
   checkBackpressure(): void {
-    if (this.data.closed || this.data.ending) return;
-    if (!this.shared.slow.tooSlow(this.transport, this.data.inbound?.id, this.ws.getBufferedAmount())) return;
-    this.data.ending = true;
+    if (this.closed || this.ending) return;
+    if (!this.shared.slow.tooSlow(this.transport, this.inbound?.id, this.ws.getBufferedAmount())) return;
+    this.ending = true;
     this.ws.close();
   }
 
   end(code: number, reason: string): void {
-    if (this.data.closed || this.data.ending) return;
+    if (this.closed || this.ending) return;
     this.shared.writes.flush(this);
-    if (this.data.closed || this.data.ending) return; // the flush found it a slow consumer
-    this.data.ending = true;
+    if (this.closed || this.ending) return; // the flush found it a slow consumer
+    this.ending = true;
     this.ws.end(code, reason);
   }
 
   subscribe(groupId: string): void {
-    if (this.data.closed) return;
+    if (this.closed) return;
     this.ws.subscribe(topic(groupId, this.codec));
     this.shared.members.join(this, groupId);
   }
 
   unsubscribe(groupId: string): void {
     this.shared.members.leave(this);
-    if (!this.data.closed) this.ws.unsubscribe(topic(groupId, this.codec));
+    if (!this.closed) this.ws.unsubscribe(topic(groupId, this.codec));
   }
 }
