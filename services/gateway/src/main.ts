@@ -68,7 +68,7 @@ async function start(config: Config, log: Logger, metrics: Metrics): Promise<voi
   // After a storm's password work, also the heap the storm grew (heap.ts).
   const afterStorm = (): void => {
     const { before, after } = compactHeap();
-    if (after < before) log.info({ heapBeforeMb: Math.round(before / 2 ** 20), heapAfterMb: Math.round(after / 2 ** 20) }, 'heap compacted after password work');
+    if (after < before) log.info({ heapBeforeMb: Math.round(before / 2 ** 20), heapAfterMb: Math.round(after / 2 ** 20) }, 'heap compacted after a burst');
   };
   const passwords =
     config.scryptIdleSeconds > 0 ? new ScryptProcess(config.scryptConcurrency, config.scryptIdleSeconds * 1000, log, afterStorm) : null;

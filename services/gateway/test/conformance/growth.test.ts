@@ -231,7 +231,7 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       const joined = (await e.createGroup(rec('joined'))).id;
       const talked = (await e.createGroup(rec('talked'))).id;
       await e.publish(idle, msg('idle', 'old news'));
-      await e.publish(idle, msg('idle', 'older news'));
+      await e.publish(idle, { ...msg('idle', 'older news'), dedupe: 'J s1' }); // a keyed send: its dedupe set
       await e.throttle.authAttempt(idle, '203.0.113.9', { maxFailures: 10, windowMs: 3_600_000, backoffAfter: 3 });
       await e.addMember(online, 'n1/1', 'maya');
       const admin = h.inspect();
@@ -260,7 +260,8 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       if (admin) {
         const k = groupKeys(idle);
         // Its wrong-password counts went with it (the throttle lists them among the group's owned keys).
-        for (const key of [k.meta, k.history, k.members, k.owned, authFailureKey(idle, '203.0.113.9'), extra])
+        // The dedupe set too, whatever its TTL says.
+        for (const key of [k.meta, k.history, k.members, k.owned, k.sent, authFailureKey(idle, '203.0.113.9'), extra])
           assert.equal(await admin.exists(key), 0, `${key} deleted`);
         assert.equal(await admin.zscore(GROUP_INDEX, idle), null, 'out of the index');
       }
@@ -414,21 +415,44 @@ for (const name of ['memory', 'redis', 'redis-cluster'] as const) {
       assert.ok((await admin.pttl(key)) > 4 * ttlMs, 'a keyless send does not touch the set');
     });
 
-    test('a keyed send whose append fails leaves no dedupe record behind: its retry is stored, not acked with a seq that was never kept', { skip: name === 'memory' && 'Redis engines: publish.lua records the id before the append' }, async () => {
-      const e = await track(h.fresh());
+    for (const maxBytes of [0, 1000])
+      test(`a keyed send whose history write fails leaves no dedupe record behind: its retry is stored, not acked with a seq that was never kept (byte bound ${maxBytes === 0 ? 'off' : 'on'})`, { skip: name === 'memory' && 'Redis engines: publish.lua records the id in Redis' }, async () => {
+        const e = await track(h.fresh({ maxBytes }));
+        const admin = h.inspect();
+        assert.ok(admin);
+        const g = (await e.createGroup(rec('ann'))).id;
+        const k = groupKeys(g);
+        await e.publish(g, msg('ann', 'first')); // with the byte bound on, `hb` and `lo` now exist
+        // A history key of the wrong type makes the script's XADD fail, or (byte bound on, with the
+        // oldest seq unknown so that the script must count) its XLEN before it.
+        await admin.del(k.history);
+        await admin.set(k.history, 'not a stream');
+        if (maxBytes > 0) await admin.hdel(k.meta, 'lo');
+        await assert.rejects(e.publish(g, { ...msg('ann', 'lost'), dedupe: 'J s1' }), /WRONGTYPE/);
+        assert.equal(await admin.zscore(k.sent, 'J s1'), null, 'no record left behind');
+        assert.equal(await admin.hget(k.meta, 'seq'), '1', 'the seq was not bumped');
+        await admin.del(k.history);
+        const again = await e.publish(g, { ...msg('ann', 'lost'), dedupe: 'J s1' });
+        assert.deepEqual([again.seq, again.duplicate], [2, undefined], 'the retry is a new message');
+        assert.deepEqual((await e.history(g, { limit: 10 })).messages.map((m) => m.text), ['lost']);
+      });
+
+    test('a trim by bytes counts again when `lo` is stale (a node on the previous script trimmed the stream): the bound holds and the byte total stays true', { skip: name === 'memory' && 'Redis engines: `lo` is in the group hash' }, async () => {
+      const e = await track(h.fresh({ limit: 10, maxBytes: 100 }));
       const admin = h.inspect();
       assert.ok(admin);
       const g = (await e.createGroup(rec('ann'))).id;
       const k = groupKeys(g);
-      // A history key of the wrong type makes XADD fail inside the script.
-      await admin.set(k.history, 'not a stream');
-      await assert.rejects(e.publish(g, { ...msg('ann', 'lost'), dedupe: 'J s1' }), /WRONGTYPE/);
-      assert.equal(await admin.zscore(k.sent, 'J s1'), null, 'the record was taken back');
-      assert.equal(await admin.hget(k.meta, 'seq'), '0', 'the seq was not bumped');
-      await admin.del(k.history);
-      const again = await e.publish(g, { ...msg('ann', 'lost'), dedupe: 'J s1' });
-      assert.deepEqual([again.seq, again.duplicate], [1, undefined], 'the retry is a new message');
-      assert.deepEqual((await e.history(g, { limit: 10 })).messages.map((m) => m.text), ['lost']);
+      for (let i = 0; i < 5; i++) await e.publish(g, msg('ann', 'a'.repeat(10)));
+      assert.deepEqual(await admin.hmget(k.meta, 'hb', 'lo'), ['50', '1']);
+      // What the previous script did: it trimmed with XTRIM and kept `hb` right, but knew nothing of `lo`.
+      await admin.xtrim(k.history, 'MAXLEN', 3);
+      await admin.hset(k.meta, 'hb', 30);
+      // 30 + 80 bytes: over the byte bound, under the count bound, so this goes the walk-and-XTRIM way.
+      await e.publish(g, msg('ann', 'x'.repeat(80)));
+      const seqs = (await e.history(g, { limit: 100 })).messages.map((m) => m.seq);
+      assert.deepEqual(seqs, [4, 5, 6], 'one 10-byte message made room: 10 + 10 + 80 = 100');
+      assert.deepEqual(await admin.hmget(k.meta, 'hb', 'lo'), ['100', '4']);
     });
 
     test('epochs are stable over restarts; a group recreated on reset data gets another', async () => {

@@ -58,7 +58,7 @@ export interface GroupKeys {
    * (engine.ts dedupeKey), score the seq it was stored as. At least the newest DEDUPE_WINDOW entries,
    * at most DEDUPE_TRIM_EVERY - 1 more (scripts.ts), expiring between 90 % and all of
    * DEDUPE_TTL_SECONDS after the group's last such send (publish.lua renews the TTL only once 10 %
-   * of it has passed; so the set also goes, at the latest by then, after its group is removed).
+   * of it has passed); deleted with its group (remove_idle.lua, remove_group.lua).
    */
   sent: string;
   /** Pub/sub channel: chat messages and join/leave notices. */

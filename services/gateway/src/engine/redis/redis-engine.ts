@@ -420,7 +420,7 @@ export class RedisEngine implements Engine {
     }
     const k = groupKeys(id);
     const [state, activity] = await this.call((r) =>
-      r.chatRemoveIdle(k.meta, k.history, k.members, k.owned, now, retentionMs, groupKeyPrefix(id), score),
+      r.chatRemoveIdle(k.meta, k.history, k.members, k.owned, k.sent, now, retentionMs, groupKeyPrefix(id), score),
     );
     if (state === 1) {
       // Never re-add an entry another node just removed (XX). (A stale score only makes another candidate check.)
@@ -440,7 +440,7 @@ export class RedisEngine implements Engine {
     if (!isGroupId(id)) return false;
     const k = groupKeys(id);
     const pub = this.backend?.publishCommand ?? 'PUBLISH';
-    const removed = await this.call((r) => r.chatRemoveGroup(k.meta, k.history, k.members, k.owned, groupKeyPrefix(id), k.channel, pub));
+    const removed = await this.call((r) => r.chatRemoveGroup(k.meta, k.history, k.members, k.owned, k.sent, groupKeyPrefix(id), k.channel, pub));
     // The index lives in another slot on a cluster: a second call (a crash in between leaves an entry
     // without a group, which the next sweep drops).
     await this.call((r) => r.zrem(GROUP_INDEX, id));

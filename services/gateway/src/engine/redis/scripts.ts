@@ -20,9 +20,9 @@ const SCRIPTS = {
   chatReserveGroup: { file: 'reserve_group', keys: 1 },
   chatTouchGroup: { file: 'touch_group', keys: 1 },
   chatGiveEpoch: { file: 'give_epoch', keys: 1 },
-  chatRemoveIdle: { file: 'remove_idle', keys: 4 },
+  chatRemoveIdle: { file: 'remove_idle', keys: 5 },
   // The server API's DELETE.
-  chatRemoveGroup: { file: 'remove_group', keys: 4 },
+  chatRemoveGroup: { file: 'remove_group', keys: 5 },
   // The admission throttle (throttle.ts).
   chatBudgetHit: { file: 'budget_hit', keys: 1 },
   chatAuthAttempt: { file: 'auth_attempt', keys: 3 },
@@ -65,9 +65,9 @@ export interface ScriptCommands {
   /** The group's epoch (given now if it had none), or null when there is no such group. */
   chatGiveEpoch(meta: string, epoch: string): Promise<string | null>;
   /** [1, activity] kept (idle for less than retention, or a member online), [0] removed now, [-1] no such group. */
-  chatRemoveIdle(meta: string, history: string, members: string, owned: string, now: Arg, retentionMs: Arg, prefix: string, indexScore: Arg): Promise<number[]>;
+  chatRemoveIdle(meta: string, history: string, members: string, owned: string, sent: string, now: Arg, retentionMs: Arg, prefix: string, indexScore: Arg): Promise<number[]>;
   /** 1 removed now (and {"t":"c"} published on the channel), 0 no such group. */
-  chatRemoveGroup(meta: string, history: string, members: string, owned: string, prefix: string, channel: string, publishCommand: 'PUBLISH' | 'SPUBLISH'): Promise<number>;
+  chatRemoveGroup(meta: string, history: string, members: string, owned: string, sent: string, prefix: string, channel: string, publishCommand: 'PUBLISH' | 'SPUBLISH'): Promise<number>;
   chatBudgetHit(counter: string, windowMs: Arg): Promise<[number, number]>;
   /** `owned`: the group's set of further keys (the failure hash is listed there, so it goes with the group). */
   chatAuthAttempt(failures: string, owned: string, meta: string, now: Arg, windowMs: Arg, maxFailures: Arg, backoffAfter: Arg): Promise<number[]>;

@@ -33,18 +33,20 @@ if not cur then
   return redis.error_reply('NOGROUP no such group')
 end
 local seq = string.format('%d', tonumber(cur) + 1)
--- Record this send under its seq; if it is there already, this is a retry (same member, same
--- client id) within the window: the original's seq, negated, and nothing else is done.
 local sent = ARGV[8]
-if sent ~= '' and redis.call('ZADD', KEYS[3], 'NX', seq, sent) == 0 then
-  return -tonumber(redis.call('ZSCORE', KEYS[3], sent))
-end
--- The append. Scripts do not roll back: it comes before anything else is bumped, and for a keyed
--- send its failure takes the dedupe record back. Returns the error reply, or nil.
+-- The first write, after every read that decides how to trim. Scripts do not roll back, so
+-- nothing is bumped before it, and a read that fails leaves nothing behind.
+-- A keyed send is recorded under its seq first (ZADD NX): if it is there already, this is a retry
+-- (same member, same client id) within the window, answered with the original's seq, negated,
+-- and nothing is written. If the append then fails, the record is taken back.
+-- Returns what the script must reply now (a retry's seq, an error), or nil.
 local function append(...)
   if sent == '' then
     redis.call('XADD', KEYS[2], ...)
     return nil
+  end
+  if redis.call('ZADD', KEYS[3], 'NX', seq, sent) == 0 then
+    return -tonumber(redis.call('ZSCORE', KEYS[3], sent))
   end
   local r = redis.pcall('XADD', KEYS[2], ...)
   if type(r) == 'table' and r.err then
@@ -78,8 +80,8 @@ end
 -- What the HSET below writes besides seq and la.
 local hbKept, loKept = nil, nil
 if maxBytes <= 0 then
-  local err = append('MAXLEN', ARGV[2], id, 'm', ARGV[3], 'n', ARGV[7])
-  if err then return err end
+  local reply = append('MAXLEN', ARGV[2], id, 'm', ARGV[3], 'n', ARGV[7])
+  if reply then return reply end
   -- The running byte total and the oldest seq would go stale while the bound is off: both are
   -- found again when it is back.
   if meta[2] or meta[4] then redis.call('HDEL', KEYS[1], 'hb', 'lo') end
@@ -100,6 +102,10 @@ else
   local lo = tonumber(meta[4])
   local before
   if lo then before = tonumber(cur) - lo + 1 else before = redis.call('XLEN', KEYS[2]) end
+  -- Whether `before` is known to match the stream (counted, or `lo` seen as its first entry).
+  local checked = not lo
+  -- `lo` seen not to be the stream's first entry.
+  local stale = false
   local over = before + 1 - limit
   -- The common case, once the history is full: the count bound takes the oldest entry (or a few,
   -- after HISTORY_LIMIT was lowered) and the rest fits the byte bound. Read what goes, then one
@@ -110,36 +116,45 @@ else
   else
     local rows = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', over)
     if #rows == over and (not lo or rows[1][1] == string.format('%d', lo) .. '-0') then
+      checked = true
       local freed = 0
       for _, e in ipairs(rows) do freed = freed + entryBytes(e[2]) end
       if hb - freed <= maxBytes then
         fast = true
         hb = hb - freed
       end
-    elseif lo then
-      -- `lo` does not match the stream (something else changed it): count the entries and bytes.
-      before = redis.call('XLEN', KEYS[2])
+    else
+      stale = lo ~= nil
+    end
+  end
+  -- About to trim by bytes (rare) on a count not yet checked: check it (XLEN is O(1)). A `lo` that
+  -- does not match the stream (something else changed it, e.g. a node on the previous version of
+  -- this script) means the byte total may be off too: count both.
+  if not fast and not checked then
+    local real = redis.call('XLEN', KEYS[2])
+    if stale or real ~= before then
+      before = real
       over = before + 1 - limit
       hb = counted() + tonumber(ARGV[7])
     end
   end
   local len
   if fast then
-    local err
+    local reply
     if over > 0 then
-      err = append('MAXLEN', ARGV[2], id, 'm', ARGV[3], 'n', ARGV[7])
+      reply = append('MAXLEN', ARGV[2], id, 'm', ARGV[3], 'n', ARGV[7])
       len = limit
     else
-      err = append(id, 'm', ARGV[3], 'n', ARGV[7])
+      reply = append(id, 'm', ARGV[3], 'n', ARGV[7])
       len = before + 1
     end
-    if err then return err end
+    if reply then return reply end
   else
     -- Past the byte bound: append, walk from the oldest counting what must go, then one exact
     -- trim to the length that stays (XTRIM MAXLEN: Redis 5 and later). Reads take the entries still
     -- to go by count first, then 64 at a time for bytes. Never the newest entry.
-    local err = append(id, 'm', ARGV[3], 'n', ARGV[7])
-    if err then return err end
+    local reply = append(id, 'm', ARGV[3], 'n', ARGV[7])
+    if reply then return reply end
     len = before + 1
     local dropped, freed, start = 0, 0, '-'
     local function enough()
@@ -180,7 +195,8 @@ if sent ~= '' then
   local ttl = tonumber(ARGV[10])
   local now = tonumber(ARGV[5])
   local sx = tonumber(meta[3])
-  if not sx or sx - now < ttl * 0.9 then
+  -- Also when `sx` lies further ahead than the TTL itself: a gateway whose clock runs ahead wrote it.
+  if not sx or sx - now < ttl * 0.9 or sx - now > ttl then
     redis.call('PEXPIRE', KEYS[3], ttl)
     fields[#fields + 1] = 'sx'
     fields[#fields + 1] = string.format('%d', now + ttl)

@@ -2,7 +2,8 @@
 -- index that named it as a candidate may live elsewhere on Redis Cluster, and
 -- its score may be older than the group's real activity).
 -- KEYS[1] group hash, KEYS[2] history stream, KEYS[3] members hash,
--- KEYS[4] set of further keys the group owns (e.g. wrong-password counts per address)
+-- KEYS[4] set of further keys the group owns (e.g. wrong-password counts per address),
+-- KEYS[5] the group's dedupe set (idempotent sends)
 -- ARGV[1] now (ms), ARGV[2] retention (ms), ARGV[3] the group's key prefix,
 -- ARGV[4] the group's score in the index (its activity as the index knows it)
 -- Reply: {1, activity} kept (the caller re-scores the index), {0} removed now,
@@ -35,5 +36,5 @@ for _, k in ipairs(redis.call('SMEMBERS', KEYS[4])) do
     redis.call('DEL', k)
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 return {0}
