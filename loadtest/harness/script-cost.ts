@@ -8,7 +8,8 @@
 // Each row publishes --messages messages, pipelined 200 at a time, on a group whose history is
 // already at HISTORY_LIMIT (1,000, so every message also trims one), to a channel --subscribers
 // connections subscribe to (the nodes of a 3-node run). Redis CPU is INFO's used_cpu_user +
-// used_cpu_sys over the row, per message: what the server pays, not the client. --baseline adds
+// used_cpu_sys over the row (microseconds, where procstat.ts's /proc ticks are 10 ms: too coarse
+// for a row of ~0.2 s), per message: what the server pays, not the client. --baseline adds
 // rows for another version of the script (e.g. `git show HEAD~1:services/…/publish.lua > /tmp/old.lua`).
 // Printed: the minimum over the rounds (the least disturbed) and every round.
 import { readFileSync } from 'node:fs';

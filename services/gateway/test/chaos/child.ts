@@ -1,4 +1,4 @@
-// A helper process of a scenario (flood.ts, fuzzer.ts): forked with an IPC channel, asked
+// A helper process of a scenario (flood.ts, fuzzer.ts, the client workers of fleet.ts): forked with an IPC channel, asked
 // one question at a time with a deadline, stopped by its PID (and killed by PID if the
 // runner exits with it still running).
 import { fork, type ChildProcess } from 'node:child_process';

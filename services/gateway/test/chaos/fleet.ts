@@ -1,62 +1,12 @@
 // The runner's side of the client workers: forks them, hands each whole groups, and
 // collects their answers. Workers are stopped by PID with everything else.
-import { fork, type ChildProcess } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { addResults, emptyResult, type CheckResult } from './check.js';
+import { Child } from './child.js';
 import { addHistograms } from './latency.js';
 import { emptyWorkerStats, type FromWorker, type GroupPlan, type ToWorker, type WorkerStats } from './protocol.js';
-import { within } from '../helpers/wait.js';
 
-const WORKER = join(dirname(fileURLToPath(import.meta.url)), 'worker.js');
-
-/** Every worker any fleet started: killed by PID if the runner exits with them still running. */
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-});
-
-class Worker {
-  private waiters: Array<{ t: FromWorker['t']; resolve: (m: FromWorker) => void; reject: (e: Error) => void }> = [];
-  readonly exited: Promise<void>;
-
-  constructor(readonly proc: ChildProcess) {
-    running.add(proc);
-    this.exited = new Promise((res) =>
-      proc.once('exit', (code, signal) => {
-        running.delete(proc);
-        for (const w of this.waiters.splice(0)) w.reject(new Error(`chaos worker ${proc.pid} exited (${code ?? signal})`));
-        res();
-      }),
-    );
-    proc.on('message', (raw) => {
-      const m = raw as FromWorker;
-      if (m.t === 'failed') {
-        for (const w of this.waiters.splice(0)) w.reject(new Error(`chaos worker ${proc.pid}: ${m.error}`));
-        return;
-      }
-      const i = this.waiters.findIndex((w) => w.t === m.t);
-      if (i >= 0) this.waiters.splice(i, 1)[0]?.resolve(m);
-    });
-  }
-
-  ask<T extends FromWorker['t']>(msg: ToWorker, answer: T, ms: number): Promise<Extract<FromWorker, { t: T }>> {
-    const p = new Promise<FromWorker>((resolve, reject) => this.waiters.push({ t: answer, resolve, reject }));
-    this.proc.send(msg);
-    return within(p, ms, `chaos worker ${this.proc.pid}: ${msg.t}`) as Promise<Extract<FromWorker, { t: T }>>;
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    if (this.proc.connected) this.proc.send({ t: 'exit' } satisfies ToWorker);
-    try {
-      await within(this.exited, 5000, 'chaos worker exit');
-    } catch {
-      this.proc.kill('SIGKILL');
-      await within(this.exited, 5000, 'chaos worker exit after SIGKILL');
-    }
-  }
-}
+/** A client worker process (worker.ts): the scenarios' helper-process class, asked in its protocol. */
+type Worker = Child<ToWorker, FromWorker>;
 
 /** The fleet's figures: every worker's, summed. */
 export type FleetStats = WorkerStats;
@@ -79,7 +29,7 @@ export class Fleet {
 
   /** `groups` groups of `members` each, spread over `processes` workers (whole groups per worker). */
   static async start(urls: string[], groups: number, members: number, processes: number): Promise<Fleet> {
-    const workers = Array.from({ length: processes }, () => new Worker(fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })));
+    const workers: Worker[] = Array.from({ length: processes }, () => new Child<ToWorker, FromWorker>('worker.js'));
     const fleet = new Fleet(workers);
     try {
       const plans: GroupPlan[][] = workers.map(() => []);
